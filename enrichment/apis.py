@@ -1,0 +1,149 @@
+import uuid
+
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from enrichment.selectors import enrichment_get, enrichment_latest, enrichments_of
+from enrichment.serializers import (
+    BatchEnrichmentIn,
+    BatchQueryIn,
+    EnrichmentListQuery,
+    EnrichmentOut,
+    FieldQuery,
+)
+from enrichment.services import enrichment_cancel, enrichments_request
+from enrichment_project.errors import NotFound, ValidationFailed
+from enrichment_project.fields import parse_uuid4
+from enrichment_project.pagination import NewestFirstCursorPagination
+
+FIELD_PARAMETER = OpenApiParameter("field", enum=["emails", "phones"], required=True)
+
+
+def _path_uuid(value: str, what: str) -> uuid.UUID:
+    parsed = parse_uuid4(value)
+    if parsed is None:
+        raise ValidationFailed(f"The {what} in the path must be a UUID version 4.", {"id": value})
+    return parsed
+
+
+class BatchEnrichmentApi(APIView):
+    @extend_schema(request=BatchEnrichmentIn, responses=EnrichmentOut(many=True))
+    def post(self, request: Request) -> Response:
+        body = BatchEnrichmentIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        enrichments = enrichments_request(
+            organization=request.auth.organization,
+            user=request.user,
+            person_ids=body.validated_data["personIds"],
+            field=body.validated_data["field"],
+        )
+        return Response(EnrichmentOut(enrichments, many=True).data)
+
+
+class PersonEnrichmentApi(APIView):
+    def _field(self, request: Request) -> str:
+        query = FieldQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return query.validated_data["field"]
+
+    @extend_schema(request=None, parameters=[FIELD_PARAMETER], responses=EnrichmentOut)
+    def post(self, request: Request, person_id: str) -> Response:
+        """Requests the enrichment of one person: reused when one is pending or finished."""
+        field = self._field(request)
+        person_uuid = _path_uuid(person_id, "person id")
+        organization = request.auth.organization
+        try:
+            [enrichment] = enrichments_request(
+                organization=organization, user=request.user, person_ids=[person_uuid], field=field
+            )
+        except ValidationFailed as error:
+            if "unknownPersonIds" in error.details:
+                raise NotFound("No such person.") from error
+            raise
+        return Response(EnrichmentOut(enrichment).data)
+
+    @extend_schema(parameters=[FIELD_PARAMETER], responses=EnrichmentOut)
+    def get(self, request: Request, person_id: str) -> Response:
+        """The person's latest enrichment of the field."""
+        field = self._field(request)
+        enrichment = enrichment_latest(
+            organization=request.auth.organization,
+            person_id=_path_uuid(person_id, "person id"),
+            field=field,
+        )
+        if enrichment is None:
+            raise NotFound("This person has no enrichment of that field.")
+        return Response(EnrichmentOut(enrichment).data)
+
+
+class BatchQueryApi(APIView):
+    @extend_schema(request=BatchQueryIn, responses=EnrichmentOut(many=True))
+    def post(self, request: Request) -> Response:
+        """The latest enrichment of each task that has one, in task order; others are left out."""
+        body = BatchQueryIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        tasks = list(
+            dict.fromkeys(
+                (task["entityId"], task["field"]) for task in body.validated_data["tasks"]
+            )
+        )
+        latest = (
+            enrichments_of(organization=request.auth.organization)
+            .filter(person_id__in={person_id for person_id, _ in tasks})
+            .annotate(
+                recency=Window(
+                    RowNumber(),
+                    partition_by=[F("person_id"), F("field")],
+                    order_by=[F("created_at").desc(), F("id").desc()],
+                )
+            )
+            .filter(recency=1)
+        )
+        by_task = {(enrichment.person_id, enrichment.field): enrichment for enrichment in latest}
+        found = [by_task[task] for task in tasks if task in by_task]
+        return Response(EnrichmentOut(found, many=True).data)
+
+
+class EnrichmentListApi(APIView):
+    @extend_schema(parameters=[EnrichmentListQuery], responses=EnrichmentOut(many=True))
+    def get(self, request: Request) -> Response:
+        query = EnrichmentListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        filters = query.validated_data
+        enrichments = enrichments_of(organization=request.auth.organization)
+        if "status" in filters:
+            enrichments = enrichments.filter(status=filters["status"])
+        if "field" in filters:
+            enrichments = enrichments.filter(field=filters["field"])
+        if "personId" in filters:
+            enrichments = enrichments.filter(person_id=filters["personId"])
+        paginator = NewestFirstCursorPagination()
+        page = paginator.paginate_queryset(enrichments, request, view=self)
+        return paginator.get_paginated_response(EnrichmentOut(page, many=True).data)
+
+
+class EnrichmentDetailApi(APIView):
+    @extend_schema(responses=EnrichmentOut)
+    def get(self, request: Request, enrichment_id: str) -> Response:
+        parsed = parse_uuid4(enrichment_id)
+        enrichment = parsed and enrichment_get(
+            organization=request.auth.organization, enrichment_id=parsed
+        )
+        if not enrichment:
+            raise NotFound("No such enrichment.")
+        return Response(EnrichmentOut(enrichment).data)
+
+
+class EnrichmentCancelApi(APIView):
+    @extend_schema(request=None, responses=EnrichmentOut)
+    def post(self, request: Request, enrichment_id: str) -> Response:
+        """Cancels a pending enrichment and releases its reservation; 409 once it has ended."""
+        parsed = parse_uuid4(enrichment_id)
+        if parsed is None:
+            raise NotFound("No such enrichment.")
+        enrichment = enrichment_cancel(organization=request.auth.organization, enrichment_id=parsed)
+        return Response(EnrichmentOut(enrichment).data)

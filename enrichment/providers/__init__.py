@@ -1,0 +1,34 @@
+"""Providers run as a waterfall per field, in the order ENRICHMENT_PROVIDERS gives."""
+
+from dataclasses import dataclass
+from functools import cache
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from enrichment.providers.base import FoundValue, Provider, Subject
+
+
+@dataclass(frozen=True)
+class LookupOutcome:
+    values: list[FoundValue]
+    provider: str
+
+
+@cache
+def _providers(paths: tuple[str, ...]) -> tuple[Provider, ...]:
+    return tuple(import_string(path)() for path in paths)
+
+
+def providers_for(field: str) -> tuple[Provider, ...]:
+    return _providers(tuple(settings.ENRICHMENT_PROVIDERS[field]))
+
+
+def waterfall_lookup(subject: Subject, field: str) -> LookupOutcome:
+    """Asks each provider of the field in turn and stops at the first that finds something.
+    A provider error ends the attempt: the caller retries transient ones as a whole."""
+    for provider in providers_for(field):
+        values = provider.lookup(subject, field)
+        if values:
+            return LookupOutcome(values=values, provider=provider.name)
+    return LookupOutcome(values=[], provider="")

@@ -1,0 +1,57 @@
+"""Celery tasks: thin wrappers that take ids and call services. Results live on the rows."""
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from functools import cache
+
+from celery import Task, shared_task
+from django.conf import settings
+
+from enrichment.models import Enrichment
+from enrichment.providers import LookupOutcome, waterfall_lookup
+from enrichment.queueing import PROCESS_ENRICHMENTS_TASK
+from enrichment.selectors import subject_of
+from enrichment.services import (
+    enrichment_settle_lookup,
+    enrichments_claim,
+    enrichments_complete_from_shared_answers,
+    enrichments_requeue_timed_out,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@cache
+def _lookup_pool() -> ThreadPoolExecutor:
+    # Created lazily inside each worker process (never before the fork), one per process.
+    return ThreadPoolExecutor(
+        max_workers=settings.ENRICHMENT_PROVIDER_CONCURRENCY, thread_name_prefix="lookup"
+    )
+
+
+@shared_task(name=PROCESS_ENRICHMENTS_TASK, bind=True)
+def process_enrichments(self: Task, enrichment_ids: list[str]) -> None:
+    """Claims the job's pending enrichments, looks them up concurrently outside any transaction,
+    and settles each as its answer arrives, in a short transaction of its own."""
+    claimed = enrichments_claim(enrichment_ids=enrichment_ids, claim_token=self.request.id or "")
+    lookups: dict[Future[LookupOutcome], Enrichment] = {
+        _lookup_pool().submit(waterfall_lookup, subject_of(enrichment.person), enrichment.field): (
+            enrichment
+        )
+        for enrichment in enrichments_complete_from_shared_answers(enrichments=claimed)
+    }
+    for future in as_completed(lookups):
+        enrichment_settle_lookup(enrichment=lookups[future], lookup=future)
+
+
+@shared_task(name="enrichment.requeue_timed_out_enrichments")
+def requeue_timed_out_enrichments() -> None:
+    report = enrichments_requeue_timed_out(
+        older_than=settings.ENRICHMENT_TIMEOUT, max_attempts=settings.ENRICHMENT_MAX_ATTEMPTS
+    )
+    if report.requeued or report.timed_out:
+        logger.info(
+            "Re-queued %d and timed out %d stuck enrichments",
+            len(report.requeued),
+            len(report.timed_out),
+        )

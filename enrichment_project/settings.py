@@ -5,6 +5,7 @@ that `make run` works on a fresh machine; production and the test suite set DATA
 CELERY_BROKER_URL to PostgreSQL and Redis.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -156,6 +157,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+# Two processes per core's worth of settlement (CPU and database work); provider I/O inside each
+# job runs on ENRICHMENT_PROVIDER_CONCURRENCY threads, so waiting on providers pins no process.
+CELERY_WORKER_POOL = "prefork"
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=os.cpu_count() or 2)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "default"
@@ -186,3 +191,9 @@ ENRICHMENT_SANDBOX_LATENCY_MS = env.int("ENRICHMENT_SANDBOX_LATENCY_MS", default
 ENRICHMENT_SANDBOX_ERROR_RATE: float = env.float("ENRICHMENT_SANDBOX_ERROR_RATE", default=0.0)
 # A provider answer shared between organizations is reused for this many seconds.
 ENRICHMENT_GLOBAL_MAX_AGE = env.int("ENRICHMENT_GLOBAL_MAX_AGE", default=30 * 24 * 3600)
+CELERY_BEAT_SCHEDULE = {
+    "requeue-timed-out-enrichments": {
+        "task": "enrichment.requeue_timed_out_enrichments",
+        "schedule": 60,
+    },
+}

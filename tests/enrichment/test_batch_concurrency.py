@@ -1,0 +1,81 @@
+"""Racing clients on separate database connections (one per thread)."""
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from django.db import connection
+
+from credits.models import CreditAccount
+from enrichment.models import Enrichment, Status
+from tests.enrichment.conftest import BATCH_URL, assert_ledger_invariants
+from tests.factories import PersonFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_concurrently(calls: list[Callable[[], object]]) -> list[object]:
+    """Starts every call at the same moment, each in its own thread and connection."""
+    barrier = threading.Barrier(len(calls))
+    results: list[object] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            results[index] = calls[index]()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_overlapping_batches_never_create_two_pending_enrichments_for_a_person(
+    make_tenant, enrichment_queue
+):
+    tenant = make_tenant(credits=10_000)
+    people = [p.pk for p in PersonFactory.create_batch(30, organization=tenant.organization)]
+    # Twelve clients, each asking for an overlapping window of the same persons.
+    windows = [people[i : i + 20] if i <= 10 else people[i - 10 :] for i in range(12)]
+
+    def batch(ids):
+        return lambda: tenant.client.post(
+            BATCH_URL, {"personIds": [str(pk) for pk in ids], "field": "emails"}, format="json"
+        )
+
+    responses = run_concurrently([batch(ids) for ids in windows])
+
+    assert [response.status_code for response in responses] == [200] * len(windows)
+    pending = Enrichment.objects.filter(organization=tenant.organization, status=Status.PENDING)
+    per_person = Counter(pending.values_list("person_id", flat=True))
+    assert set(per_person) == set(people) and set(per_person.values()) == {1}
+    ids_seen = {}
+    for response in responses:
+        for item in response.json():
+            assert ids_seen.setdefault(item["entityId"], item["id"]) == item["id"]
+    assert sum(len(job) for job in enrichment_queue()) == len(people)
+    assert_ledger_invariants(tenant.organization)
+
+
+def test_many_small_batches_never_reserve_more_than_the_balance(make_tenant):
+    tenant = make_tenant(credits=25)
+    people = PersonFactory.create_batch(16, organization=tenant.organization)
+
+    def batch(person):
+        return lambda: tenant.client.post(
+            BATCH_URL, {"personIds": [str(person.pk)], "field": "phones"}, format="json"
+        )
+
+    responses = run_concurrently([batch(person) for person in people])
+
+    statuses = Counter(response.status_code for response in responses)
+    assert statuses == {200: 2, 402: 14}
+    account = CreditAccount.objects.get(organization=tenant.organization)
+    assert (account.balance, account.reserved) == (25, 20)
+    assert Enrichment.objects.filter(organization=tenant.organization).count() == 2
+    assert_ledger_invariants(tenant.organization)

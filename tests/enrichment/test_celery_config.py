@@ -1,0 +1,45 @@
+"""A typo in a Celery setting silently disables it; these read the configuration the worker gets."""
+
+from django.conf import settings
+
+from enrichment_project.celery import app
+
+
+def test_tasks_are_acknowledged_late_and_rejected_when_their_worker_dies():
+    assert app.conf.task_acks_late is True
+    assert app.conf.task_reject_on_worker_lost is True
+    assert app.conf.worker_prefetch_multiplier == 1
+    assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is True
+
+
+def test_time_limits_stay_below_the_broker_visibility_timeout():
+    soft, hard = app.conf.task_soft_time_limit, app.conf.task_time_limit
+    visibility = app.conf.broker_transport_options["visibility_timeout"]
+    assert 0 < soft < hard < visibility
+    # The claim lease is the hard limit: a claim older than that belongs to a dead job.
+    assert settings.CELERY_TASK_TIME_LIMIT == hard
+
+
+def test_no_result_backend_is_used():
+    assert app.conf.result_backend is None
+    assert app.conf.task_ignore_result is True
+
+
+def test_a_plain_worker_consumes_every_queue_the_project_uses():
+    consumed = {queue.name for queue in app.conf.task_queues}
+    assert consumed == {app.conf.task_default_queue, settings.ENRICHMENT_QUEUE}
+
+
+def test_tasks_have_explicit_names():
+    app.loader.import_default_modules()
+    project_tasks = {name for name in app.tasks if not name.startswith("celery.")}
+    assert project_tasks == {
+        "enrichment.process_enrichments",
+        "enrichment.requeue_timed_out_enrichments",
+    }
+
+
+def test_beat_runs_the_requeue_service_every_minute():
+    entry = app.conf.beat_schedule["requeue-timed-out-enrichments"]
+    assert entry["task"] == "enrichment.requeue_timed_out_enrichments"
+    assert entry["schedule"] == 60

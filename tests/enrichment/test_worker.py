@@ -1,0 +1,266 @@
+"""The pipeline end to end with a real Celery worker consuming from Redis (not eager mode)."""
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.db import IntegrityError, connection, transaction
+
+from credits.models import CreditTransaction
+from credits.services import credit_account_lock, credits_charge
+from enrichment.models import Enrichment, Status
+from enrichment.queueing import enqueue_enrichments
+from enrichment.services import (
+    enrichment_complete,
+    enrichments_claim,
+    enrichments_request,
+    enrichments_requeue_timed_out,
+)
+from enrichment.providers.base import FoundValue
+from enrichment_project.celery import app
+from persons.models import ContactPoint
+from tests.enrichment.conftest import assert_ledger_invariants
+from tests.factories import PersonFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def fast_providers(settings) -> None:
+    settings.ENRICHMENT_PROVIDER_TIMEOUT = 0.2
+    settings.ENRICHMENT_RETRY_BACKOFF_SECONDS = 0.05
+    settings.ENRICHMENT_RETRY_BACKOFF_MAX_SECONDS = 0.2
+    settings.ENRICHMENT_MAX_ATTEMPTS = 3
+
+
+@pytest.fixture
+def worker(fast_providers, enrichment_queue) -> Iterator[None]:
+    # Several threads, so duplicated jobs and retries really run side by side.
+    with start_worker(
+        app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30
+    ):
+        yield
+
+
+def request(tenant, people, field="emails") -> list[Enrichment]:
+    return enrichments_request(
+        organization=tenant.organization,
+        user=tenant.user,
+        person_ids=[person.pk for person in people],
+        field=field,
+    )
+
+
+def wait_until_settled(organization, timeout: float = 30) -> dict[str, Enrichment]:
+    deadline = time.monotonic() + timeout
+    enrichments = Enrichment.objects.filter(organization=organization)
+    while enrichments.filter(status=Status.PENDING).exists():
+        assert time.monotonic() < deadline, "enrichments still pending"
+        time.sleep(0.05)
+    return {e.person.company_domain: e for e in enrichments.select_related("person")}
+
+
+def test_batch_ends_finished_with_contact_points_and_exact_charges(make_tenant, worker):
+    tenant = make_tenant(credits=100)
+    people = [
+        PersonFactory(organization=tenant.organization, company_domain=domain)
+        for domain in ("found.example", "notfound.example")
+    ]
+
+    request(tenant, people, field="phones")
+    settled = wait_until_settled(tenant.organization)
+
+    found, not_found = settled["found.example"], settled["notfound.example"]
+    assert (found.status, found.data_found, found.credits_charged) == (Status.FINISHED, True, 10)
+    assert found.data and found.provider == "sandbox"
+    charge = CreditTransaction.objects.get(pk=found.credit_transaction_id)
+    assert (charge.kind, charge.amount, charge.reference_id) == ("charge", -10, found.pk)
+    phones = ContactPoint.objects.filter(person=found.person, kind="phone")
+    assert [p.value for p in phones] == [value["value"] for value in found.data]
+    assert (not_found.status, not_found.data_found, not_found.data) == (Status.FINISHED, False, [])
+    assert not_found.credits_charged == 0 and not_found.credit_transaction_id is None
+    account = tenant.organization.credit_account
+    account.refresh_from_db()
+    assert (account.balance, account.reserved) == (90, 0)
+    assert_ledger_invariants(tenant.organization)
+
+
+def test_every_magic_domain_ends_in_its_documented_state(make_tenant, worker, settings):
+    tenant = make_tenant(credits=100)
+    domains = [
+        "found.example",
+        "notfound.example",
+        "fail.example",
+        "invalid.example",
+        "slow.example",
+    ]
+    people = [PersonFactory(organization=tenant.organization, company_domain=d) for d in domains]
+
+    request(tenant, people)
+    settled = wait_until_settled(tenant.organization)
+
+    outcome = {
+        domain: (e.status, e.data_found, e.error, e.attempts, e.credits_charged)
+        for domain, e in settled.items()
+    }
+    max_attempts = settings.ENRICHMENT_MAX_ATTEMPTS
+    assert outcome == {
+        "found.example": (Status.FINISHED, True, "", 1, 1),
+        "notfound.example": (Status.FINISHED, False, "", 1, 0),
+        "fail.example": (Status.FAILED, False, "provider_unavailable", max_attempts, 0),
+        "invalid.example": (Status.FAILED, False, "provider_rejected_request", 1, 0),
+        "slow.example": (Status.FAILED, False, "provider_timeout", max_attempts, 0),
+    }
+    assert_ledger_invariants(tenant.organization)
+
+
+def test_duplicate_delivery_of_the_same_job_charges_once(make_tenant, worker, settings):
+    settings.ENRICHMENT_SANDBOX_LATENCY_MS = 100
+    tenant = make_tenant(credits=100)
+    people = PersonFactory.create_batch(
+        5, organization=tenant.organization, company_domain="found.example"
+    )
+
+    ids = [e.pk for e in request(tenant, people)]
+    for _ in range(3):  # the same job published again while the first copy runs
+        enqueue_enrichments(ids)
+    wait_until_settled(tenant.organization)
+    time.sleep(0.5)  # let the duplicates run to their end too
+
+    assert CreditTransaction.objects.filter(kind="charge").count() == 5
+    assert all(e.credits_charged == 1 for e in Enrichment.objects.all())
+    assert_ledger_invariants(tenant.organization)
+
+
+def test_settling_twice_charges_once_and_the_ledger_refuses_a_second_charge(make_tenant):
+    tenant = make_tenant(credits=10)
+    [enrichment] = request(tenant, [PersonFactory(organization=tenant.organization)])
+    found = [FoundValue(value="a@b.example", type="work")]
+
+    first = enrichment_complete(enrichment=enrichment, values=found, provider="sandbox")
+    second = enrichment_complete(enrichment=enrichment, values=found, provider="sandbox")
+
+    assert first is not None and second is None
+    with pytest.raises(IntegrityError), transaction.atomic():
+        account = credit_account_lock(organization_id=tenant.organization.pk)
+        account.reserved = 1  # pretend there is a reservation left, to reach the constraint
+        credits_charge(
+            account=account, amount=1, operation="enrichment.emails", reference_id=enrichment.pk
+        )
+    assert CreditTransaction.objects.filter(kind="charge").count() == 1
+    assert_ledger_invariants(tenant.organization)
+
+
+def test_a_job_whose_worker_died_is_recovered_by_the_requeue_service(
+    make_tenant, fast_providers, enrichment_queue
+):
+    tenant = make_tenant(credits=10)
+    people = PersonFactory.create_batch(
+        3, organization=tenant.organization, company_domain="found.example"
+    )
+    ids = [e.pk for e in request(tenant, people)]
+    # A worker took the job and died before settling: claimed, never finished, message gone.
+    enrichments_claim(enrichment_ids=[str(pk) for pk in ids], claim_token="dead-worker")
+    enrichment_queue()
+    long_ago = "now() - interval '2 hours'"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE enrichment_enrichment SET queued_at = {long_ago}, started_at = {long_ago}"
+        )
+
+    report = enrichments_requeue_timed_out(older_than=900, max_attempts=3)
+    assert sorted(report.requeued) == sorted(ids) and report.timed_out == []
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+        settled = wait_until_settled(tenant.organization)
+
+    assert {e.status for e in settled.values()} == {Status.FINISHED}
+    assert {e.attempts for e in Enrichment.objects.all()} == {2}
+    assert_ledger_invariants(tenant.organization)
+
+
+def test_cancel_racing_the_worker_either_cancels_uncharged_or_finishes_charged(
+    make_tenant, worker, settings
+):
+    settings.ENRICHMENT_SANDBOX_LATENCY_MS = 20
+    tenant = make_tenant(credits=1000)
+    people = PersonFactory.create_batch(
+        40, organization=tenant.organization, company_domain="found.example"
+    )
+    enrichments = request(tenant, people)
+    outcomes = []
+
+    def cancel_all() -> None:
+        try:
+            for enrichment in enrichments:
+                url = f"/api/v1/enrichments/{enrichment.pk}/cancel"
+                outcomes.append(tenant.client.post(url).status_code)
+        finally:
+            connection.close()
+
+    canceller = threading.Thread(target=cancel_all)
+    canceller.start()
+    canceller.join()
+    wait_until_settled(tenant.organization)
+
+    assert set(outcomes) <= {200, 409}
+    for enrichment in Enrichment.objects.all():
+        if enrichment.status == Status.CANCELLED:
+            assert enrichment.credits_charged == 0
+        else:
+            assert enrichment.status == Status.FINISHED and enrichment.credits_charged == 1
+    cancelled = Enrichment.objects.filter(status=Status.CANCELLED).count()
+    assert outcomes.count(200) == cancelled
+    print(f"cancel race: {cancelled} cancelled, {40 - cancelled} finished first")
+    assert_ledger_invariants(tenant.organization)
+
+
+def test_two_requeue_runs_at_once_never_handle_a_row_twice(make_tenant, enrichment_queue):
+    tenant = make_tenant(credits=1000)
+    people = PersonFactory.create_batch(60, organization=tenant.organization)
+    ids = [e.pk for e in request(tenant, people)]
+    exhausted = ids[:30]
+    Enrichment.objects.filter(pk__in=exhausted).update(attempts=3)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE enrichment_enrichment SET queued_at = now() - interval '1 hour'")
+    enrichment_queue()
+    reports = []
+    barrier = threading.Barrier(2)
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            reports.append(enrichments_requeue_timed_out(older_than=900, max_attempts=3))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    requeued = [pk for report in reports for pk in report.requeued]
+    timed_out = [pk for report in reports for pk in report.timed_out]
+    assert sorted(requeued) == sorted(ids[30:]) and len(set(requeued)) == 30
+    assert sorted(timed_out) == sorted(exhausted)
+    assert sorted(pk for job in enrichment_queue() for pk in job) == sorted(
+        str(pk) for pk in ids[30:]
+    )
+    assert Enrichment.objects.filter(status=Status.TIMEOUT).count() == 30
+    assert_ledger_invariants(tenant.organization)
+
+
+def test_unknown_enrichment_ids_in_a_job_are_ignored(make_tenant, worker):
+    tenant = make_tenant(credits=10)
+    people = PersonFactory.create_batch(
+        2, organization=tenant.organization, company_domain="found.example"
+    )
+    ids = [e.pk for e in request(tenant, people)]
+    enqueue_enrichments([uuid.uuid4(), *ids])
+
+    settled = wait_until_settled(tenant.organization)
+
+    assert {e.status for e in settled.values()} == {Status.FINISHED}

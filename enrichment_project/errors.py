@@ -2,6 +2,7 @@
 `{"error": {"code": ..., "message": ..., "details": {...}}}` and never as a stack trace."""
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -72,8 +73,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = exceptions.PermissionDenied()
     if isinstance(exc, exceptions.APIException):
         headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            headers["Retry-After"] = str(int(exc.wait) + 1)
+            headers["Retry-After"] = str(math.ceil(exc.wait))
         if isinstance(exc, exceptions.ValidationError):
             body = error_body(
                 "VALIDATION_ERROR", _validation_message(exc.detail), {"fields": exc.detail}

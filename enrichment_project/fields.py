@@ -3,9 +3,12 @@
 import uuid
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
+@extend_schema_field(OpenApiTypes.UUID)
 class UUID4Field(serializers.Field):
     """A UUID of version 4 in any letter case, the only kind of id this service issues."""
 

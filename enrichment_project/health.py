@@ -1,9 +1,10 @@
 import logging
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from kombu import Connection
 
-from enrichment_project.celery import app
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,11 @@ def _database_ok() -> bool:
 
 def _broker_ok() -> bool:
     try:
-        with app.connection_for_write() as broker:
+        with Connection(
+            settings.CELERY_BROKER_URL,
+            transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+            connect_timeout=2,
+        ) as broker:
             broker.ensure_connection(max_retries=1, timeout=2)
         return True
     except Exception:

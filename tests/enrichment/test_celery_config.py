@@ -17,7 +17,7 @@ def test_time_limits_stay_below_the_broker_visibility_timeout():
     visibility = app.conf.broker_transport_options["visibility_timeout"]
     assert 0 < soft < hard < visibility
     # The claim lease is the hard limit: a claim older than that belongs to a dead job.
-    assert settings.CELERY_TASK_TIME_LIMIT == hard
+    assert hard == settings.CELERY_TASK_TIME_LIMIT
 
 
 def test_no_result_backend_is_used():

@@ -12,6 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from credits.models import CreditTransaction
 from credits.services import credit_account_lock, credits_charge
 from enrichment.models import Enrichment, Status
+from enrichment.providers.base import FoundValue
 from enrichment.queueing import enqueue_enrichments
 from enrichment.services import (
     enrichment_complete,
@@ -19,7 +20,6 @@ from enrichment.services import (
     enrichments_request,
     enrichments_requeue_timed_out,
 )
-from enrichment.providers.base import FoundValue
 from enrichment_project.celery import app
 from persons.models import ContactPoint
 from tests.enrichment.conftest import assert_ledger_invariants

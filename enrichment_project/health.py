@@ -5,7 +5,6 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from kombu import Connection
 
-
 logger = logging.getLogger(__name__)
 
 

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from enrichment_project.errors import NotFound, ValidationFailed
@@ -39,9 +40,16 @@ def organization_create(*, name: str) -> Organization:
     name = name.strip()
     if not name:
         raise ValidationFailed("Organization name must not be empty.")
-    if Organization.objects.filter(name=name).exists():
-        raise ValidationFailed(f"An organization named {name!r} already exists.")
-    return Organization.objects.create(name=name)
+    max_length = Organization._meta.get_field("name").max_length
+    if len(name) > max_length:
+        raise ValidationFailed(f"Organization name must be at most {max_length} characters.")
+    # The unique constraint decides, not an earlier SELECT: two concurrent creations of one name
+    # both pass an exists() check. The savepoint keeps a caller's transaction usable.
+    try:
+        with transaction.atomic():
+            return Organization.objects.create(name=name)
+    except IntegrityError as error:
+        raise ValidationFailed(f"An organization named {name!r} already exists.") from error
 
 
 def organization_resolve(*, ref: str) -> Organization:
@@ -50,7 +58,7 @@ def organization_resolve(*, ref: str) -> Organization:
     if found is None:
         try:
             found = Organization.objects.filter(pk=ref).first()
-        except ValueError:  # not a UUID
+        except (ValueError, DjangoValidationError):  # not a UUID
             found = None
     if found is None:
         raise NotFound(f"No organization with id or name {ref!r}.")

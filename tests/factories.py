@@ -1,8 +1,9 @@
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from organizations.models import Membership, Organization
-from persons.models import Person
+from persons.models import ContactPoint, Person
 
 
 class OrganizationFactory(factory.django.DjangoModelFactory):
@@ -37,3 +38,15 @@ class PersonFactory(factory.django.DjangoModelFactory):
     company_name = "Acme"
     company_domain = factory.Sequence(lambda n: f"company{n}.example")
     title = "Engineer"
+
+
+class ContactPointFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ContactPoint
+
+    person = factory.SubFactory(PersonFactory)
+    kind = ContactPoint.Kind.EMAIL
+    value = factory.Sequence(lambda n: f"contact{n}@example.com")
+    type = "work"
+    provider = "sandbox"
+    found_at = factory.LazyFunction(timezone.now)

@@ -1,0 +1,120 @@
+from typing import Any
+
+from django.conf import settings
+from django.db.models import prefetch_related_objects
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from enrichment_project.errors import NotFound, ValidationFailed
+from enrichment_project.fields import parse_uuid4
+from enrichment_project.pagination import NewestFirstCursorPagination
+from persons.models import Person
+from persons.selectors import person_get, persons_list
+from persons.serializers import PersonIn, PersonListQuery, PersonOut
+from persons.services import person_delete, person_update, persons_create
+
+PERSON_ID = OpenApiParameter("person_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+
+
+def _one_or_many(
+    name: str, serializer: type[PersonIn] | type[PersonOut]
+) -> PolymorphicProxySerializer:
+    return PolymorphicProxySerializer(
+        component_name=name,
+        serializers=[serializer, serializer(many=True)],
+        resource_type_field_name=None,
+        many=False,
+    )
+
+
+def _render(persons: list[Person]) -> list[dict[str, Any]]:
+    # One query loads the contact points of all of them, however many there are.
+    prefetch_related_objects(persons, "contact_points")
+    return PersonOut(persons, many=True).data
+
+
+def _validated_items(data: Any) -> tuple[list[dict[str, Any]], bool]:
+    """The validated persons of a create body and whether it was an array. All or nothing: an
+    array's errors name each failing item by its index."""
+    if not isinstance(data, list):
+        body = PersonIn(data=data)
+        body.is_valid(raise_exception=True)
+        return [body.validated_data], False
+    limit = settings.PERSONS_BULK_MAX
+    if not data or len(data) > limit:
+        raise ValidationFailed(
+            f"Send 1 to {limit} persons in an array; got {len(data)}.",
+            {"count": len(data), "maxItems": limit},
+        )
+    body = PersonIn(data=data, many=True)
+    if not body.is_valid():
+        # DRF keys the errors of a list by item index, failing items only.
+        failing = {str(index): errors for index, errors in body.errors.items()}
+        raise ValidationFailed(
+            f"{len(failing)} of {len(data)} persons are invalid; none was created.",
+            {"items": failing},
+        )
+    return body.validated_data, True
+
+
+class PersonListApi(APIView):
+    pagination_class = NewestFirstCursorPagination
+
+    @extend_schema(
+        request=_one_or_many("PersonCreate", PersonIn),
+        responses={201: _one_or_many("PersonCreated", PersonOut)},
+    )
+    def post(self, request: Request) -> Response:
+        """Creates one person, or an array of up to 1,000 at once (all or none). Returns what
+        was sent, in the same shape and order."""
+        items, many = _validated_items(request.data)
+        persons = persons_create(organization=request.auth.organization, items=items)
+        out = _render(persons)
+        return Response(out if many else out[0], status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[PersonListQuery], responses=PersonOut(many=True))
+    def get(self, request: Request) -> Response:
+        """The organization's persons, newest first."""
+        query = PersonListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        persons = persons_list(
+            organization=request.auth.organization,
+            search=query.validated_data.get("search", ""),
+            company_domain=query.validated_data.get("companyDomain", ""),
+        )
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(persons, request, view=self)
+        return paginator.get_paginated_response(_render(page))
+
+
+class PersonDetailApi(APIView):
+    def _person(self, request: Request, person_id: str) -> Person:
+        parsed = parse_uuid4(person_id)
+        person = parsed and person_get(organization=request.auth.organization, person_id=parsed)
+        if not person:
+            raise NotFound("No such person.")
+        return person
+
+    @extend_schema(parameters=[PERSON_ID], responses=PersonOut)
+    def get(self, request: Request, person_id: str) -> Response:
+        return Response(_render([self._person(request, person_id)])[0])
+
+    @extend_schema(parameters=[PERSON_ID], request=PersonIn, responses=PersonOut)
+    def patch(self, request: Request, person_id: str) -> Response:
+        """Changes the fields sent; the person must still be identifiable afterwards."""
+        person = self._person(request, person_id)
+        body = PersonIn(person, data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        person = person_update(person=person, changes=body.validated_data)
+        return Response(_render([person])[0])
+
+    @extend_schema(parameters=[PERSON_ID], responses={204: None})
+    def delete(self, request: Request, person_id: str) -> Response:
+        """Deletes the person, its contact points and its enrichments (pending ones release
+        their credits). The ledger keeps its entries."""
+        person_delete(person=self._person(request, person_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,160 @@
+"""No Docker engine runs in CI, so the deployment files are checked as data: the compose file and
+the Dockerfile must start the processes the project defines, with the settings it reads."""
+
+import importlib.util
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from django.conf import settings
+from django.core.management import call_command
+
+ROOT = Path(settings.BASE_DIR)
+APP_SERVICES = ("web", "worker", "beat")
+# The variables a deployment must set; defaults exist only for a first local run.
+DEPLOYMENT_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS")
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    instructions = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, arguments = line.partition(" ")
+            instructions.append((keyword.upper(), arguments.strip()))
+    return instructions
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service["command"]
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    environment = service.get("environment", {})
+    if isinstance(environment, list):
+        return dict(item.partition("=")[::2] for item in environment)
+    return {name: str(value) for name, value in environment.items()}
+
+
+def _index(instructions: list[tuple[str, str]], keyword: str, text: str) -> int:
+    return next(
+        i for i, (kw, arguments) in enumerate(instructions) if kw == keyword and text in arguments
+    )
+
+
+def test_compose_defines_the_five_services(services: dict[str, dict[str, Any]]) -> None:
+    assert {"postgres", "redis", *APP_SERVICES} <= set(services)
+
+
+def test_app_services_run_the_image_built_from_the_dockerfile(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    def builds_dockerfile(service: dict[str, Any]) -> bool:
+        return (
+            "build" in service and service["build"].get("dockerfile", "Dockerfile") == "Dockerfile"
+        )
+
+    built_images = {s.get("image") for s in services.values() if builds_dockerfile(s)} - {None}
+    for name in APP_SERVICES:
+        service = services[name]
+        assert builds_dockerfile(service) or service.get("image") in built_images, name
+
+
+def test_web_migrates_then_serves_the_wsgi_app_on_8000(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    web = services["web"]
+    command = " ".join(_command(web))
+    assert "manage.py migrate" in command
+    assert command.index("manage.py migrate") < command.index("gunicorn")
+    assert "enrichment_project.wsgi" in command
+    assert "0.0.0.0:8000" in command
+    assert any(str(port).endswith("8000") for port in web["ports"])
+    assert importlib.util.find_spec("enrichment_project.wsgi") is not None
+
+
+def test_worker_and_beat_run_the_project_celery_app(services: dict[str, dict[str, Any]]) -> None:
+    worker, beat = _command(services["worker"]), _command(services["beat"])
+    assert worker == ["celery", "-A", "enrichment_project", "worker", "--loglevel=INFO"]
+    assert beat[:4] == ["celery", "-A", "enrichment_project", "beat"]
+    assert "--loglevel=INFO" in beat
+    assert beat[beat.index("--schedule") + 1] == "/tmp/celerybeat-schedule"
+
+
+def test_app_services_wait_for_healthy_postgres_and_redis(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in APP_SERVICES:
+        depends_on = services[name]["depends_on"]
+        for backing in ("postgres", "redis"):
+            assert depends_on[backing]["condition"] == "service_healthy", (name, backing)
+
+
+def test_postgres_and_redis_have_healthchecks_and_postgres_a_named_volume(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert services["postgres"]["image"] == "postgres:16"
+    assert services["redis"]["image"] == "redis:7"
+    for name in ("postgres", "redis"):
+        assert services[name]["healthcheck"]["test"], name
+    volume_names = {volume.split(":")[0] for volume in services["postgres"]["volumes"]}
+    assert volume_names & set(compose["volumes"])
+
+
+def test_app_services_set_every_deployment_variable(services: dict[str, dict[str, Any]]) -> None:
+    settings_source = (ROOT / "enrichment_project" / "settings.py").read_text()
+    for variable in DEPLOYMENT_VARIABLES:
+        assert f'"{variable}"' in settings_source, f"settings no longer read {variable}"
+    for name in APP_SERVICES:
+        environment = _environment(services[name])
+        assert set(DEPLOYMENT_VARIABLES) <= set(environment), name
+        assert environment["DATABASE_URL"].startswith("postgres://")
+        assert "@postgres:5432/" in environment["DATABASE_URL"]
+        assert environment["CELERY_BROKER_URL"] == "redis://redis:6379/0"
+        # Required from the deployer: compose refuses to start without it.
+        assert environment["SECRET_KEY"].startswith("${SECRET_KEY:?")
+        assert environment["DEBUG"].lower() == "false"
+
+
+def test_dockerfile_installs_locked_dependencies_before_the_code(
+    dockerfile: list[tuple[str, str]],
+) -> None:
+    assert dockerfile[0] == ("FROM", "python:3.11-slim")
+    lock_copied = _index(dockerfile, "COPY", "uv.lock")
+    synced = _index(dockerfile, "RUN", "uv sync")
+    assert lock_copied < synced
+    assert {"--frozen", "--no-dev"} <= set(dockerfile[synced][1].split())
+    assert synced < _index(dockerfile, "COPY", ". .") < _index(dockerfile, "RUN", "collectstatic")
+
+
+def test_dockerfile_runs_gunicorn_as_a_non_root_user(dockerfile: list[tuple[str, str]]) -> None:
+    users = [arguments for keyword, arguments in dockerfile if keyword == "USER"]
+    assert users and users[-1] not in {"root", "0"}
+    [cmd] = [arguments for keyword, arguments in dockerfile if keyword == "CMD"]
+    command = " ".join(json.loads(cmd))
+    assert "gunicorn" in command
+    assert "enrichment_project.wsgi" in command
+
+
+def test_dockerignore_keeps_local_environments_and_secrets_out() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv", ".env", ".git", "db.sqlite3*"} <= ignored
+
+
+def test_collectstatic_succeeds_as_in_the_image_build() -> None:
+    call_command("collectstatic", interactive=False, dry_run=True, verbosity=0)

@@ -7,6 +7,7 @@ changes enrichment rows atomically; `credits_grant` is an entry point of its own
 """
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -32,8 +33,9 @@ class InsufficientCredits(ServiceError):
 
 @dataclass(frozen=True)
 class Charge:
-    transaction: CreditTransaction
     amount: int
+    operation: str
+    reference_id: uuid.UUID
 
 
 def credit_account_lock(*, organization_id: uuid.UUID) -> CreditAccount:
@@ -72,23 +74,29 @@ def credits_release(*, account: CreditAccount, amount: int) -> None:
         _apply(account, reserved_delta=-amount)
 
 
-def credits_charge(
-    *, account: CreditAccount, amount: int, operation: str, reference_id: uuid.UUID
-) -> CreditTransaction:
-    """Turns `amount` of the reservation into a charge. The ledger's unique constraint refuses a
-    second charge of the same reference whatever the caller does."""
-    if amount <= 0 or amount > account.reserved:
-        raise ValueError(f"Cannot charge {amount} of {account.reserved} reserved credits.")
-    entry = CreditTransaction.objects.create(
-        account=account,
-        amount=-amount,
-        kind=CreditTransaction.Kind.CHARGE,
-        operation=operation,
-        reference_id=reference_id,
-        balance_after=account.balance - amount,
-    )
-    _apply(account, balance_delta=-amount, reserved_delta=-amount)
-    return entry
+def credits_charge(*, account: CreditAccount, charges: Sequence[Charge]) -> list[CreditTransaction]:
+    """Turns reserved credits into charges: one ledger entry each, written together. The ledger's
+    unique constraint refuses a second charge of the same reference whatever the caller does."""
+    total = sum(charge.amount for charge in charges)
+    if any(charge.amount <= 0 for charge in charges) or total > account.reserved:
+        raise ValueError(f"Cannot charge {total} of {account.reserved} reserved credits.")
+    balance = account.balance
+    entries = []
+    for charge in charges:
+        balance -= charge.amount
+        entries.append(
+            CreditTransaction(
+                account=account,
+                amount=-charge.amount,
+                kind=CreditTransaction.Kind.CHARGE,
+                operation=charge.operation,
+                reference_id=charge.reference_id,
+                balance_after=balance,
+            )
+        )
+    CreditTransaction.objects.bulk_create(entries)
+    _apply(account, balance_delta=-total, reserved_delta=-total)
+    return entries
 
 
 def credits_grant(

@@ -4,7 +4,7 @@ credit row lock before it touches enrichment rows, so money and status always mo
 import logging
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,12 +12,12 @@ from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from credits.models import CreditAccount
 from credits.services import (
+    Charge,
     credit_account_lock,
     credits_charge,
     credits_release,
@@ -31,7 +31,7 @@ from enrichment.selectors import global_enrichments_fresh, lookup_key, subject_o
 from enrichment_project.errors import InvalidState, NotFound, ValidationFailed
 from organizations.models import Organization
 from persons.models import Person
-from persons.services import contact_points_add
+from persons.services import FoundContact, contact_points_save
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,128 @@ def enrichments_claim(*, enrichment_ids: Sequence[str], claim_token: str) -> lis
     return claimable
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """The final outcome of one pending enrichment."""
+
+    enrichment: Enrichment
+    status: str
+    values: Sequence[FoundValue] = ()
+    provider: str = ""
+    reason: str = ""
+    global_enrichment_id: uuid.UUID | None = None
+
+
+def enrichments_settle(*, settlements: Sequence[Settlement]) -> list[Enrichment]:
+    """Applies final outcomes to pending enrichments: contact points saved, the price charged
+    when data was found, otherwise released. One short transaction per organization, whatever the
+    number of enrichments. Enrichments no longer pending (cancelled, or settled by a duplicate
+    job) are left alone; the ones settled are returned."""
+    by_organization: dict[uuid.UUID, list[Settlement]] = {}
+    for settlement in settlements:
+        by_organization.setdefault(settlement.enrichment.organization_id, []).append(settlement)
+    settled = []
+    for organization_id in sorted(by_organization):
+        settled += _settle_for_organization(organization_id, by_organization[organization_id])
+    return settled
+
+
+def _settle_for_organization(
+    organization_id: uuid.UUID, settlements: list[Settlement]
+) -> list[Enrichment]:
+    outcome_of = {settlement.enrichment.pk: settlement for settlement in settlements}
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        account = credit_account_lock(organization_id=organization_id)
+        pending = list(
+            Enrichment.objects.select_for_update()
+            .filter(pk__in=outcome_of, status=Status.PENDING)
+            .order_by("pk")
+        )
+        charged: list[Enrichment] = []
+        released = 0
+        contacts: list[FoundContact] = []
+        for enrichment in pending:
+            outcome = outcome_of[enrichment.pk]
+            found = outcome.status == Status.FINISHED and bool(outcome.values)
+            enrichment.status = outcome.status
+            enrichment.finished_at = enrichment.updated_at = now
+            enrichment.data_found = found
+            enrichment.error = outcome.reason
+            if outcome.status == Status.FINISHED:
+                enrichment.data = [{"value": v.value, "type": v.type} for v in outcome.values]
+                enrichment.provider = outcome.provider
+                enrichment.global_enrichment_id = outcome.global_enrichment_id
+            if found:
+                contacts += [
+                    FoundContact(
+                        person_id=enrichment.person_id,
+                        kind=CONTACT_KIND_BY_FIELD[enrichment.field],
+                        value=value.value,
+                        type=value.type,
+                        provider=outcome.provider,
+                    )
+                    for value in outcome.values
+                ]
+            if found and enrichment.price:
+                charged.append(enrichment)
+            else:
+                released += enrichment.price
+        contact_points_save(found=contacts)
+        entries = credits_charge(
+            account=account,
+            charges=[
+                Charge(
+                    amount=enrichment.price,
+                    operation=f"enrichment.{enrichment.field}",
+                    reference_id=enrichment.pk,
+                )
+                for enrichment in charged
+            ],
+        )
+        for enrichment, entry in zip(charged, entries, strict=True):
+            enrichment.credit_transaction = entry
+            enrichment.credits_charged = enrichment.price
+        credits_release(account=account, amount=released)
+        _save_settled(pending)
+    return pending
+
+
+SETTLED_FIELDS = [
+    Enrichment._meta.get_field(name)
+    for name in (
+        "status",
+        "finished_at",
+        "updated_at",
+        "data_found",
+        "error",
+        "data",
+        "provider",
+        "global_enrichment",
+        "credit_transaction",
+        "credits_charged",
+    )
+]
+
+
+def _save_settled(enrichments: Sequence[Enrichment]) -> None:
+    """One UPDATE per row, sent as one batch (psycopg pipelines executemany): bulk_update's CASE
+    expressions cost the worker more CPU than the statements cost the database."""
+    if not enrichments:
+        return
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in SETTLED_FIELDS)
+    sql = f"UPDATE {quote(Enrichment._meta.db_table)} SET {assignments} WHERE {quote('id')} = %s"
+    pk_field = Enrichment._meta.pk
+    rows = [
+        [field.get_db_prep_save(getattr(e, field.attname), connection) for field in SETTLED_FIELDS]
+        + [pk_field.get_db_prep_save(e.pk, connection)]
+        for e in enrichments
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
 def enrichment_complete(
     *,
     enrichment: Enrichment,
@@ -171,90 +293,46 @@ def enrichment_complete(
     provider: str,
     global_enrichment_id: uuid.UUID | None = None,
 ) -> Enrichment | None:
-    """Finishes a pending enrichment: contact points saved, and the price charged when data was
-    found or released when not. None when it is no longer pending (cancelled, or settled by a
-    duplicate job), and then nothing changes."""
-
-    def finish(settled: Enrichment, account: CreditAccount) -> None:
-        settled.data_found = bool(values)
-        settled.data = [{"value": found.value, "type": found.type} for found in values]
-        settled.provider = provider
-        settled.global_enrichment_id = global_enrichment_id
-        if values:
-            contact_points_add(
-                person_id=settled.person_id,
-                kind=CONTACT_KIND_BY_FIELD[settled.field],
-                found=[(found.value, found.type) for found in values],
-                provider=provider,
-            )
-        if values and settled.price:
-            settled.credit_transaction = credits_charge(
-                account=account,
-                amount=settled.price,
-                operation=f"enrichment.{settled.field}",
-                reference_id=settled.pk,
-            )
-            settled.credits_charged = settled.price
-        else:
-            credits_release(account=account, amount=settled.price)
-
-    return _settle(enrichment=enrichment, status=Status.FINISHED, apply=finish)
+    """Finishes one pending enrichment with what was found (possibly nothing); None when it was
+    no longer pending, and then nothing changed."""
+    settlement = Settlement(
+        enrichment=enrichment,
+        status=Status.FINISHED,
+        values=values,
+        provider=provider,
+        global_enrichment_id=global_enrichment_id,
+    )
+    return next(iter(enrichments_settle(settlements=[settlement])), None)
 
 
 def enrichment_end_unfound(
     *, enrichment: Enrichment, status: str, reason: str
 ) -> Enrichment | None:
-    """Ends a pending enrichment as failed, timed out or cancelled and releases its reservation.
-    None when it is no longer pending."""
-
-    def release(settled: Enrichment, account: CreditAccount) -> None:
-        settled.error = reason
-        settled.data_found = False
-        credits_release(account=account, amount=settled.price)
-
-    return _settle(enrichment=enrichment, status=status, apply=release)
+    """Ends one pending enrichment as failed, timed out or cancelled, releasing its reservation;
+    None when it was no longer pending."""
+    settlement = Settlement(enrichment=enrichment, status=status, reason=reason)
+    return next(iter(enrichments_settle(settlements=[settlement])), None)
 
 
-def _settle(
-    *,
-    enrichment: Enrichment,
-    status: str,
-    apply: Callable[[Enrichment, CreditAccount], None],
-) -> Enrichment | None:
-    with transaction.atomic(durable=True):
-        account = credit_account_lock(organization_id=enrichment.organization_id)
-        settled = (
-            Enrichment.objects.select_for_update()
-            .filter(pk=enrichment.pk, status=Status.PENDING)
-            .first()
-        )
-        if settled is None:
-            return None
-        apply(settled, account)
-        settled.status = status
-        settled.finished_at = timezone.now()
-        settled.save()
-    return settled
-
-
-def enrichment_retry_later(*, enrichment: Enrichment) -> float | None:
-    """Gives the claim back and queues the enrichment again after an exponential backoff with full
-    jitter. Returns the delay, or None when it is no longer pending."""
+def enrichments_retry_later(*, enrichments: Sequence[Enrichment]) -> float | None:
+    """Gives the claims back and queues the enrichments again after an exponential backoff with
+    "equal jitter" (at least half the backoff, so a burst of retries spreads out but still waits).
+    Returns the delay, or None when none of them is pending any more."""
+    attempts = max(enrichment.attempts for enrichment in enrichments)
     ceiling = min(
-        settings.ENRICHMENT_RETRY_BACKOFF_SECONDS * 2 ** max(enrichment.attempts - 1, 0),
+        settings.ENRICHMENT_RETRY_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0),
         settings.ENRICHMENT_RETRY_BACKOFF_MAX_SECONDS,
     )
-    # "Equal jitter": at least half the backoff, so retries of one burst spread out but still wait.
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)
     with transaction.atomic():
-        released = Enrichment.objects.filter(pk=enrichment.pk, status=Status.PENDING).update(
-            started_at=None, claim_token="", queued_at=timezone.now()
+        retryable = Enrichment.objects.filter(
+            pk__in=[enrichment.pk for enrichment in enrichments], status=Status.PENDING
         )
-        if not released:
+        ids = list(retryable.values_list("pk", flat=True))
+        retryable.update(started_at=None, claim_token="", queued_at=timezone.now())
+        if not ids:
             return None
-        transaction.on_commit(
-            partial(enqueue_enrichments, [enrichment.pk], countdown=delay), robust=True
-        )
+        transaction.on_commit(partial(enqueue_enrichments, ids, countdown=delay), robust=True)
     return delay
 
 
@@ -344,53 +422,103 @@ def enrichments_complete_from_shared_answers(
 ) -> list[Enrichment]:
     """Completes the enrichments whose identity already has a fresh shared answer, and returns
     the others, which need a provider lookup."""
-    keys = {enrichment.pk: lookup_key(subject_of(enrichment.person)) for enrichment in enrichments}
-    need_lookup = []
+    need_lookup, settlements = [], []
     for field in {enrichment.field for enrichment in enrichments}:
         of_field = [enrichment for enrichment in enrichments if enrichment.field == field]
-        answers = global_enrichments_fresh(keys=[keys[e.pk] for e in of_field], field=field)
+        keys = {e.pk: lookup_key(subject_of(e.person)) for e in of_field}
+        answers = global_enrichments_fresh(keys=keys.values(), field=field)
         for enrichment in of_field:
             answer = answers.get(keys[enrichment.pk])
             if answer is None:
                 need_lookup.append(enrichment)
-                continue
-            enrichment_complete(
-                enrichment=enrichment,
-                values=[FoundValue(**found) for found in answer.data],
-                provider=answer.provider,
-                global_enrichment_id=answer.pk,
-            )
+            else:
+                settlements.append(
+                    Settlement(
+                        enrichment=enrichment,
+                        status=Status.FINISHED,
+                        values=[FoundValue(**found) for found in answer.data],
+                        provider=answer.provider,
+                        global_enrichment_id=answer.pk,
+                    )
+                )
+    if settlements:
+        enrichments_settle(settlements=settlements)
     return need_lookup
 
 
-def enrichment_settle_lookup(*, enrichment: Enrichment, lookup: Future[LookupOutcome]) -> None:
-    """Settles a claimed enrichment with its provider answer: finished (and shared with other
-    organizations), retried later after a transient error while attempts remain, else failed."""
-    try:
-        outcome = lookup.result()
-    except PermanentProviderError as error:
-        enrichment_end_unfound(enrichment=enrichment, status=Status.FAILED, reason=error.reason)
-        return
-    except Exception as error:
-        if not isinstance(error, TransientProviderError):
-            logger.exception("Provider bug while enriching %s; treated as transient", enrichment.pk)
-        reason = getattr(error, "reason", "provider_error")
-        if enrichment.attempts >= settings.ENRICHMENT_MAX_ATTEMPTS:
-            enrichment_end_unfound(enrichment=enrichment, status=Status.FAILED, reason=reason)
-        else:
-            enrichment_retry_later(enrichment=enrichment)
-        return
-    shared, _ = GlobalEnrichment.objects.update_or_create(
-        lookup_key=lookup_key(subject_of(enrichment.person)),
-        field=enrichment.field,
-        defaults={
-            "data": [{"value": found.value, "type": found.type} for found in outcome.values],
-            "provider": outcome.provider,
-        },
+def enrichments_settle_lookups(
+    *, lookups: Sequence[tuple[Enrichment, Future[LookupOutcome]]]
+) -> None:
+    """Settles claimed enrichments with their provider answers, together: finished (the answer
+    shared with other organizations), retried later after a transient error while attempts
+    remain, else failed with the reason."""
+    answered: list[tuple[Enrichment, LookupOutcome]] = []
+    settlements: list[Settlement] = []
+    retry: list[Enrichment] = []
+    for enrichment, lookup in lookups:
+        try:
+            answered.append((enrichment, lookup.result()))
+        except PermanentProviderError as error:
+            settlements.append(
+                Settlement(enrichment=enrichment, status=Status.FAILED, reason=error.reason)
+            )
+        except Exception as error:
+            if not isinstance(error, TransientProviderError):
+                logger.exception("Provider bug while enriching %s; retried", enrichment.pk)
+            if enrichment.attempts < settings.ENRICHMENT_MAX_ATTEMPTS:
+                retry.append(enrichment)
+            else:
+                reason = getattr(error, "reason", "provider_error")
+                settlements.append(
+                    Settlement(enrichment=enrichment, status=Status.FAILED, reason=reason)
+                )
+    shared = _global_enrichments_record(answered)
+    settlements += [
+        Settlement(
+            enrichment=enrichment,
+            status=Status.FINISHED,
+            values=outcome.values,
+            provider=outcome.provider,
+            global_enrichment_id=shared[
+                (lookup_key(subject_of(enrichment.person)), enrichment.field)
+            ],
+        )
+        for enrichment, outcome in answered
+    ]
+    if settlements:
+        enrichments_settle(settlements=settlements)
+    if retry:
+        enrichments_retry_later(enrichments=retry)
+
+
+def _global_enrichments_record(
+    answered: Sequence[tuple[Enrichment, LookupOutcome]],
+) -> dict[tuple[str, str], uuid.UUID]:
+    """Stores the provider answers for other organizations to reuse, in one upsert."""
+    answers = {
+        (lookup_key(subject_of(enrichment.person)), enrichment.field): outcome
+        for enrichment, outcome in answered
+    }
+    if not answers:
+        return {}
+    now = timezone.now()
+    GlobalEnrichment.objects.bulk_create(
+        [
+            GlobalEnrichment(
+                lookup_key=key,
+                field=field,
+                data=[{"value": v.value, "type": v.type} for v in outcome.values],
+                provider=outcome.provider,
+                updated_at=now,
+            )
+            for (key, field), outcome in answers.items()
+        ],
+        update_conflicts=True,
+        unique_fields=["lookup_key", "field"],
+        update_fields=["data", "provider", "updated_at"],
     )
-    enrichment_complete(
-        enrichment=enrichment,
-        values=outcome.values,
-        provider=outcome.provider,
-        global_enrichment_id=shared.pk,
-    )
+    # Read back: on a conflict the stored row keeps its own id, which the upsert does not return.
+    rows = GlobalEnrichment.objects.filter(
+        lookup_key__in={key for key, _ in answers}, field__in={field for _, field in answers}
+    ).values_list("lookup_key", "field", "pk")
+    return {(key, field): pk for key, field, pk in rows}

@@ -1,7 +1,7 @@
 """Celery tasks: thin wrappers that take ids and call services. Results live on the rows."""
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import cache
 
 from celery import Task, shared_task
@@ -12,10 +12,10 @@ from enrichment.providers import LookupOutcome, waterfall_lookup
 from enrichment.queueing import PROCESS_ENRICHMENTS_TASK
 from enrichment.selectors import subject_of
 from enrichment.services import (
-    enrichment_settle_lookup,
     enrichments_claim,
     enrichments_complete_from_shared_answers,
     enrichments_requeue_timed_out,
+    enrichments_settle_lookups,
 )
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def _lookup_pool() -> ThreadPoolExecutor:
 @shared_task(name=PROCESS_ENRICHMENTS_TASK, bind=True)
 def process_enrichments(self: Task, enrichment_ids: list[str]) -> None:
     """Claims the job's pending enrichments, looks them up concurrently outside any transaction,
-    and settles each as its answer arrives, in a short transaction of its own."""
+    and settles the answers in short transactions as they arrive."""
     claimed = enrichments_claim(enrichment_ids=enrichment_ids, claim_token=self.request.id or "")
     lookups: dict[Future[LookupOutcome], Enrichment] = {
         _lookup_pool().submit(waterfall_lookup, subject_of(enrichment.person), enrichment.field): (
@@ -40,8 +40,10 @@ def process_enrichments(self: Task, enrichment_ids: list[str]) -> None:
         )
         for enrichment in enrichments_complete_from_shared_answers(enrichments=claimed)
     }
-    for future in as_completed(lookups):
-        enrichment_settle_lookup(enrichment=lookups[future], lookup=future)
+    while lookups:
+        # Settles every answer that has arrived in one transaction, while the rest are in flight.
+        done, _ = wait(lookups, return_when=FIRST_COMPLETED)
+        enrichments_settle_lookups(lookups=[(lookups.pop(future), future) for future in done])
 
 
 @shared_task(name="enrichment.requeue_timed_out_enrichments")

@@ -133,7 +133,7 @@ ENRICHMENT_BATCH_MAX_PERSONS = 100
 PERSONS_BULK_MAX = 1000
 # Enrichments of one request travel in messages of this many ids, so a batch of 100 costs a few
 # broker round trips instead of 100; each id is still claimed, retried and recovered on its own.
-ENRICHMENT_TASK_CHUNK_SIZE = env.int("ENRICHMENT_TASK_CHUNK_SIZE", default=25)
+ENRICHMENT_TASK_CHUNK_SIZE = env.int("ENRICHMENT_TASK_CHUNK_SIZE", default=50)
 ENRICHMENT_QUEUE = "enrichment"
 
 # --- Celery -----------------------------------------------------------------------------------
@@ -160,10 +160,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
-# Two processes per core's worth of settlement (CPU and database work); provider I/O inside each
-# job runs on ENRICHMENT_PROVIDER_CONCURRENCY threads, so waiting on providers pins no process.
+# Prefork, four processes per core: a job's provider lookups run on threads inside its process
+# (ENRICHMENT_PROVIDER_CONCURRENCY), so while one process waits for answers the others settle.
 CELERY_WORKER_POOL = "prefork"
-CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=os.cpu_count() or 2)
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=4 * (os.cpu_count() or 1))
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "default"
@@ -182,7 +182,7 @@ ENRICHMENT_PROVIDERS: dict[str, list[str]] = env.json(
 )
 ENRICHMENT_PROVIDER_TIMEOUT: float = env.float("ENRICHMENT_PROVIDER_TIMEOUT", default=10.0)
 # Lookups in flight at once in one worker process (they wait on I/O, not on the CPU).
-ENRICHMENT_PROVIDER_CONCURRENCY = env.int("ENRICHMENT_PROVIDER_CONCURRENCY", default=32)
+ENRICHMENT_PROVIDER_CONCURRENCY = env.int("ENRICHMENT_PROVIDER_CONCURRENCY", default=50)
 ENRICHMENT_MAX_ATTEMPTS = env.int("ENRICHMENT_MAX_ATTEMPTS", default=5)
 ENRICHMENT_RETRY_BACKOFF_SECONDS: float = env.float("ENRICHMENT_RETRY_BACKOFF_SECONDS", default=2.0)
 ENRICHMENT_RETRY_BACKOFF_MAX_SECONDS: float = env.float(

@@ -1,5 +1,6 @@
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -64,22 +65,30 @@ def person_delete(*, person: Person) -> None:
         person.delete()
 
 
-def contact_points_add(
-    *, person_id: uuid.UUID, kind: str, found: Iterable[tuple[str, str]], provider: str
-) -> None:
-    """Saves found (value, type) pairs on the person; a value it already has is kept as it is."""
+@dataclass(frozen=True)
+class FoundContact:
+    person_id: uuid.UUID
+    kind: str
+    value: str
+    type: str
+    provider: str
+
+
+def contact_points_save(*, found: Iterable[FoundContact]) -> None:
+    """Saves found values on their persons in one statement; a value a person already has is kept
+    as it is (unique per person, kind and value)."""
     now = timezone.now()
     ContactPoint.objects.bulk_create(
         [
             ContactPoint(
-                person_id=person_id,
-                kind=kind,
-                value=value,
-                type=value_type,
-                provider=provider,
+                person_id=contact.person_id,
+                kind=contact.kind,
+                value=contact.value,
+                type=contact.type,
+                provider=contact.provider,
                 found_at=now,
             )
-            for value, value_type in found
+            for contact in found
         ],
         ignore_conflicts=True,
     )

@@ -10,7 +10,7 @@ from celery.contrib.testing.worker import start_worker
 from django.db import IntegrityError, connection, transaction
 
 from credits.models import CreditTransaction
-from credits.services import credit_account_lock, credits_charge
+from credits.services import Charge, credit_account_lock, credits_charge
 from enrichment.models import Enrichment, Status
 from enrichment.providers.base import FoundValue
 from enrichment.queueing import enqueue_enrichments
@@ -147,9 +147,8 @@ def test_settling_twice_charges_once_and_the_ledger_refuses_a_second_charge(make
     with pytest.raises(IntegrityError), transaction.atomic():
         account = credit_account_lock(organization_id=tenant.organization.pk)
         account.reserved = 1  # pretend there is a reservation left, to reach the constraint
-        credits_charge(
-            account=account, amount=1, operation="enrichment.emails", reference_id=enrichment.pk
-        )
+        charge = Charge(amount=1, operation="enrichment.emails", reference_id=enrichment.pk)
+        credits_charge(account=account, charges=[charge])
     assert CreditTransaction.objects.filter(kind="charge").count() == 1
     assert_ledger_invariants(tenant.organization)
 

@@ -101,8 +101,17 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "enrichment_project.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["organizations.throttling.ApiKeyRateThrottle"],
     "UNAUTHENTICATED_USER": None,
 }
+# Requests per API key ("N/s", "N/min", "N/hour"); 429 RATE_LIMITED with Retry-After beyond it.
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="1200/min")
+# Request bodies above this are refused with 413 before they are parsed; a bulk of 1,000 persons
+# takes about 300 KB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
+
+# The throttle's counters; Redis in production so all web processes share them.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Contact enrichment API",

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from credits.services import credits_grant
@@ -51,3 +52,9 @@ def make_tenant(db: None) -> Callable[..., Tenant]:
 @pytest.fixture
 def tenant(make_tenant: Callable[..., Tenant]) -> Tenant:
     return make_tenant(credits=1000)
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits() -> None:
+    """Throttle counters live in the cache; each test starts with none."""
+    cache.clear()

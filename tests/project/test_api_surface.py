@@ -96,3 +96,28 @@ def test_interactive_docs_are_served_without_any_cdn(db):
     assert "swagger-ui" in page
     assert "cdn" not in page.lower() and "unpkg" not in page and "jsdelivr" not in page
     assert Client().get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
+
+
+def test_oversized_body_is_refused_with_413_before_any_work(tenant, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    body = '{"personIds": [' + ",".join(['"x"'] * 5000) + '], "field": "emails"}'
+
+    response = tenant.client.post(
+        "/api/v1/operations/enrichment/batch", body, content_type="application/json"
+    )
+
+    error = assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+    assert error["details"] == {"maxBytes": 10_000}
+
+
+def test_requests_beyond_the_per_key_rate_are_429_with_retry_after(make_tenant, settings):
+    settings.API_RATE_LIMIT = "3/min"
+    throttled, other = make_tenant(), make_tenant()
+
+    statuses = [throttled.client.get("/api/v1/operations/credits/balance") for _ in range(4)]
+
+    assert [r.status_code for r in statuses] == [200, 200, 200, 429]
+    assert_error(statuses[-1], 429, "RATE_LIMITED")
+    assert 0 < int(statuses[-1]["Retry-After"]) <= 60
+    # The limit is per key: another organization's key is unaffected.
+    assert other.client.get("/api/v1/operations/credits/balance").status_code == 200

@@ -16,7 +16,14 @@ from django.core.management import call_command
 ROOT = Path(settings.BASE_DIR)
 APP_SERVICES = ("web", "worker", "beat")
 # The variables a deployment must set; defaults exist only for a first local run.
-DEPLOYMENT_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS")
+DEPLOYMENT_VARIABLES = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "CACHE_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from django.conf import settings
 
 from credits.models import CreditAccount, CreditTransaction
 from enrichment.models import Enrichment, Status
+from enrichment.services import enrichments_request
 from enrichment_project.celery import app
 from organizations.models import Organization
 
@@ -48,3 +49,13 @@ def assert_ledger_invariants(organization: Organization) -> None:
     charged = Enrichment.objects.filter(organization=organization, credits_charged__gt=0)
     assert set(charged.values_list("pk", flat=True)) == set(charges)
     assert all(e.status == Status.FINISHED and e.data_found for e in charged)
+
+
+def request_enrichments(tenant, people, field: str = "emails") -> list[Enrichment]:
+    """Requests enrichments through the service, as the batch endpoint does."""
+    return enrichments_request(
+        organization=tenant.organization,
+        user=tenant.user,
+        person_ids=[person.pk for person in people],
+        field=field,
+    )

@@ -1,38 +1,16 @@
 """Racing clients on separate database connections (one per thread)."""
 
-import threading
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
-from django.db import connection
 
 from credits.models import CreditAccount
 from enrichment.models import Enrichment, Status
+from tests.concurrency import run_concurrently
 from tests.enrichment.conftest import BATCH_URL, assert_ledger_invariants
 from tests.factories import PersonFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run_concurrently(calls: list[Callable[[], object]]) -> list[object]:
-    """Starts every call at the same moment, each in its own thread and connection."""
-    barrier = threading.Barrier(len(calls))
-    results: list[object] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = calls[index]()
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def test_overlapping_batches_never_create_two_pending_enrichments_for_a_person(

@@ -6,27 +6,18 @@ from django.utils import timezone
 from credits.models import CreditAccount
 from enrichment.models import Enrichment, Status
 from enrichment.providers.base import FoundValue
-from enrichment.services import enrichment_complete, enrichments_request
-from tests.enrichment.conftest import assert_ledger_invariants
+from enrichment.services import enrichment_complete
+from tests.enrichment.conftest import assert_ledger_invariants, request_enrichments
 from tests.enrichment.test_batch_api import assert_error
 from tests.factories import PersonFactory
 
 
-def request(tenant, people, field="emails") -> list[Enrichment]:
-    return enrichments_request(
-        organization=tenant.organization,
-        user=tenant.user,
-        person_ids=[person.pk for person in people],
-        field=field,
-    )
-
-
 def test_person_status_returns_the_latest_enrichment_of_the_field(tenant):
     person = PersonFactory(organization=tenant.organization)
-    [old] = request(tenant, [person])
+    [old] = request_enrichments(tenant, [person])
     Enrichment.objects.filter(pk=old.pk).update(status=Status.FAILED, data_found=False)
     CreditAccount.objects.filter(organization=tenant.organization).update(reserved=0)
-    [latest] = request(tenant, [person])
+    [latest] = request_enrichments(tenant, [person])
 
     response = tenant.client.get(f"/api/v1/operations/enrichment/{person.pk}?field=emails")
 
@@ -38,7 +29,7 @@ def test_person_status_returns_the_latest_enrichment_of_the_field(tenant):
 
 def test_finished_enrichment_carries_its_data_and_charge(tenant):
     person = PersonFactory(organization=tenant.organization)
-    [enrichment] = request(tenant, [person])
+    [enrichment] = request_enrichments(tenant, [person])
     found = [FoundValue(value="ada@acme.example", type="work")]
     enrichment_complete(enrichment=enrichment, values=found, provider="sandbox")
 
@@ -56,8 +47,8 @@ def test_batch_query_returns_latest_per_task_in_task_order_and_leaves_out_the_re
 ):
     a, b, never = PersonFactory.create_batch(3, organization=tenant.organization)
     foreign = PersonFactory(organization=make_tenant().organization)
-    [a_email, b_email] = request(tenant, [a, b])
-    [b_phone] = request(tenant, [b], field="phones")
+    [a_email, b_email] = request_enrichments(tenant, [a, b])
+    [b_phone] = request_enrichments(tenant, [b], field="phones")
     tasks = [
         {"entityId": str(b.pk), "field": "phones"},
         {"entityId": str(never.pk), "field": "emails"},
@@ -101,8 +92,8 @@ def test_batch_query_accepts_200_tasks_in_constant_queries(
 ):
     tenant = make_tenant(credits=2000)
     people = PersonFactory.create_batch(100, organization=tenant.organization)
-    request(tenant, people)
-    request(tenant, people, field="phones")
+    request_enrichments(tenant, people)
+    request_enrichments(tenant, people, field="phones")
     tasks = [{"entityId": str(p.pk), "field": f} for p in people for f in ("emails", "phones")]
 
     with django_assert_max_num_queries(3):
@@ -115,11 +106,11 @@ def test_batch_query_accepts_200_tasks_in_constant_queries(
 
 def test_enrichment_list_filters_and_pages_with_a_cursor(tenant, make_tenant):
     people = PersonFactory.create_batch(5, organization=tenant.organization)
-    emails = request(tenant, people)
-    request(tenant, people[:2], field="phones")
+    emails = request_enrichments(tenant, people)
+    request_enrichments(tenant, people[:2], field="phones")
     Enrichment.objects.filter(pk=emails[0].pk).update(status=Status.CANCELLED, data_found=False)
     other = make_tenant(credits=10)
-    request(other, [PersonFactory(organization=other.organization)])
+    request_enrichments(other, [PersonFactory(organization=other.organization)])
 
     def ids(query: str) -> list[str]:
         response = tenant.client.get(f"/api/v1/enrichments{query}")
@@ -143,7 +134,7 @@ def test_enrichment_list_filters_and_pages_with_a_cursor(tenant, make_tenant):
 
 def test_enrichment_of_another_organization_is_not_found(tenant, make_tenant):
     other = make_tenant(credits=10)
-    [foreign] = request(other, [PersonFactory(organization=other.organization)])
+    [foreign] = request_enrichments(other, [PersonFactory(organization=other.organization)])
 
     assert_error(tenant.client.get(f"/api/v1/enrichments/{foreign.pk}"), 404, "NOT_FOUND")
     assert_error(tenant.client.post(f"/api/v1/enrichments/{foreign.pk}/cancel"), 404, "NOT_FOUND")
@@ -152,7 +143,9 @@ def test_enrichment_of_another_organization_is_not_found(tenant, make_tenant):
 
 
 def test_cancel_releases_the_reservation_and_then_refuses_with_409(tenant):
-    [enrichment] = request(tenant, [PersonFactory(organization=tenant.organization)], "phones")
+    [enrichment] = request_enrichments(
+        tenant, [PersonFactory(organization=tenant.organization)], "phones"
+    )
     assert CreditAccount.objects.get(organization=tenant.organization).reserved == 10
 
     response = tenant.client.post(f"/api/v1/enrichments/{enrichment.pk}/cancel")
@@ -168,7 +161,7 @@ def test_cancel_releases_the_reservation_and_then_refuses_with_409(tenant):
 
 
 def test_finished_enrichment_cannot_be_cancelled(tenant):
-    [enrichment] = request(tenant, [PersonFactory(organization=tenant.organization)])
+    [enrichment] = request_enrichments(tenant, [PersonFactory(organization=tenant.organization)])
     enrichment_complete(enrichment=enrichment, values=[], provider="")
     finished_at = Enrichment.objects.get(pk=enrichment.pk).finished_at
 

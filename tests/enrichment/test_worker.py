@@ -17,12 +17,12 @@ from enrichment.queueing import enqueue_enrichments
 from enrichment.services import (
     enrichment_complete,
     enrichments_claim,
-    enrichments_request,
     enrichments_requeue_timed_out,
 )
 from enrichment_project.celery import app
 from persons.models import ContactPoint
-from tests.enrichment.conftest import assert_ledger_invariants
+from tests.concurrency import run_concurrently
+from tests.enrichment.conftest import assert_ledger_invariants, request_enrichments
 from tests.factories import PersonFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,15 +45,6 @@ def worker(fast_providers, enrichment_queue) -> Iterator[None]:
         yield
 
 
-def request(tenant, people, field="emails") -> list[Enrichment]:
-    return enrichments_request(
-        organization=tenant.organization,
-        user=tenant.user,
-        person_ids=[person.pk for person in people],
-        field=field,
-    )
-
-
 def wait_until_settled(organization, timeout: float = 30) -> dict[str, Enrichment]:
     deadline = time.monotonic() + timeout
     enrichments = Enrichment.objects.filter(organization=organization)
@@ -70,7 +61,7 @@ def test_batch_ends_finished_with_contact_points_and_exact_charges(make_tenant, 
         for domain in ("found.example", "notfound.example")
     ]
 
-    request(tenant, people, field="phones")
+    request_enrichments(tenant, people, field="phones")
     settled = wait_until_settled(tenant.organization)
 
     found, not_found = settled["found.example"], settled["notfound.example"]
@@ -99,7 +90,7 @@ def test_every_magic_domain_ends_in_its_documented_state(make_tenant, worker, se
     ]
     people = [PersonFactory(organization=tenant.organization, company_domain=d) for d in domains]
 
-    request(tenant, people)
+    request_enrichments(tenant, people)
     settled = wait_until_settled(tenant.organization)
 
     outcome = {
@@ -124,7 +115,7 @@ def test_duplicate_delivery_of_the_same_job_charges_once(make_tenant, worker, se
         5, organization=tenant.organization, company_domain="found.example"
     )
 
-    ids = [e.pk for e in request(tenant, people)]
+    ids = [e.pk for e in request_enrichments(tenant, people)]
     for _ in range(3):  # the same job published again while the first copy runs
         enqueue_enrichments(ids)
     wait_until_settled(tenant.organization)
@@ -137,7 +128,7 @@ def test_duplicate_delivery_of_the_same_job_charges_once(make_tenant, worker, se
 
 def test_settling_twice_charges_once_and_the_ledger_refuses_a_second_charge(make_tenant):
     tenant = make_tenant(credits=10)
-    [enrichment] = request(tenant, [PersonFactory(organization=tenant.organization)])
+    [enrichment] = request_enrichments(tenant, [PersonFactory(organization=tenant.organization)])
     found = [FoundValue(value="a@b.example", type="work")]
 
     first = enrichment_complete(enrichment=enrichment, values=found, provider="sandbox")
@@ -160,7 +151,7 @@ def test_a_job_whose_worker_died_is_recovered_by_the_requeue_service(
     people = PersonFactory.create_batch(
         3, organization=tenant.organization, company_domain="found.example"
     )
-    ids = [e.pk for e in request(tenant, people)]
+    ids = [e.pk for e in request_enrichments(tenant, people)]
     # A worker took the job and died before settling: claimed, never finished, message gone.
     enrichments_claim(enrichment_ids=[str(pk) for pk in ids], claim_token="dead-worker")
     enrichment_queue()
@@ -188,7 +179,7 @@ def test_cancel_racing_the_worker_either_cancels_uncharged_or_finishes_charged(
     people = PersonFactory.create_batch(
         40, organization=tenant.organization, company_domain="found.example"
     )
-    enrichments = request(tenant, people)
+    enrichments = request_enrichments(tenant, people)
     outcomes = []
 
     def cancel_all() -> None:
@@ -219,27 +210,17 @@ def test_cancel_racing_the_worker_either_cancels_uncharged_or_finishes_charged(
 def test_two_requeue_runs_at_once_never_handle_a_row_twice(make_tenant, enrichment_queue):
     tenant = make_tenant(credits=1000)
     people = PersonFactory.create_batch(60, organization=tenant.organization)
-    ids = [e.pk for e in request(tenant, people)]
+    ids = [e.pk for e in request_enrichments(tenant, people)]
     exhausted = ids[:30]
     Enrichment.objects.filter(pk__in=exhausted).update(attempts=3)
     with connection.cursor() as cursor:
         cursor.execute("UPDATE enrichment_enrichment SET queued_at = now() - interval '1 hour'")
     enrichment_queue()
-    reports = []
-    barrier = threading.Barrier(2)
 
-    def run() -> None:
-        try:
-            barrier.wait()
-            reports.append(enrichments_requeue_timed_out(older_than=900, max_attempts=3))
-        finally:
-            connection.close()
+    def requeue():
+        return enrichments_requeue_timed_out(older_than=900, max_attempts=3)
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    reports = run_concurrently([requeue, requeue])
 
     requeued = [pk for report in reports for pk in report.requeued]
     timed_out = [pk for report in reports for pk in report.timed_out]
@@ -257,7 +238,7 @@ def test_unknown_enrichment_ids_in_a_job_are_ignored(make_tenant, worker):
     people = PersonFactory.create_batch(
         2, organization=tenant.organization, company_domain="found.example"
     )
-    ids = [e.pk for e in request(tenant, people)]
+    ids = [e.pk for e in request_enrichments(tenant, people)]
     enqueue_enrichments([uuid.uuid4(), *ids])
 
     settled = wait_until_settled(tenant.organization)

@@ -1,15 +1,15 @@
-import threading
 import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 
 from enrichment_project.errors import ValidationFailed
 from organizations.models import ApiKey, Membership, Organization
 from organizations.services import api_key_authenticate, hash_api_key, organization_create
 from tests.commands import run_command, run_json
+from tests.concurrency import run_concurrently
 from tests.factories import OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -109,24 +109,12 @@ def test_organization_create_refuses_a_duplicate_and_leaves_the_transaction_usab
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_organization_creations_of_one_name_create_one() -> None:
-    barrier = threading.Barrier(4)
-    outcomes: list[str] = []
+    outcomes = run_concurrently([lambda: organization_create(name="Race")] * 4)
 
-    def create() -> None:
-        try:
-            barrier.wait()
-            organization_create(name="Race")
-            outcomes.append("created")
-        except ValidationFailed:
-            outcomes.append("refused")
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=create) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert sorted(outcomes) == ["created", "refused", "refused", "refused"]
+    assert sorted(type(outcome).__name__ for outcome in outcomes) == [
+        "Organization",
+        "ValidationFailed",
+        "ValidationFailed",
+        "ValidationFailed",
+    ]
     assert Organization.objects.filter(name="Race").count() == 1

@@ -50,8 +50,9 @@ class CreditTransaction(models.Model):
     reference_id = models.UUIDField(null=True, blank=True)
     balance_after = models.BigIntegerField()
     memo = models.CharField(max_length=500, blank=True)
+    # PROTECT: clearing the actor of a deleted user would rewrite an append-only entry.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

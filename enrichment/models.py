@@ -104,6 +104,8 @@ class Enrichment(models.Model):
             models.Index(
                 fields=["organization", "-created_at", "-id"], name="enrichment_org_recent"
             ),
+            # The admin's unfiltered list, newest first across organizations.
+            models.Index(fields=["-created_at", "-id"], name="enrichment_recent"),
             models.Index(
                 fields=["person", "field", "-created_at"], name="enrichment_person_latest"
             ),

@@ -7,20 +7,24 @@ from rest_framework.views import APIView
 
 from credits.selectors import credit_account_get, credit_history
 from credits.serializers import CreditTransactionOut, HistoryQuery
+from enrichment_project.openapi import error_responses
 
 
 class CreditBalanceApi(APIView):
     @extend_schema(
-        responses=inline_serializer(
-            "CreditBalance",
-            {
-                "organizationId": serializers.UUIDField(),
-                "balance": serializers.IntegerField(),
-                "reserved": serializers.IntegerField(),
-                "available": serializers.IntegerField(),
-                "costs": serializers.DictField(child=serializers.IntegerField()),
-            },
-        )
+        responses={
+            200: inline_serializer(
+                "CreditBalance",
+                {
+                    "organizationId": serializers.UUIDField(),
+                    "balance": serializers.IntegerField(),
+                    "reserved": serializers.IntegerField(),
+                    "available": serializers.IntegerField(),
+                    "costs": serializers.DictField(child=serializers.IntegerField()),
+                },
+            ),
+            **error_responses(),
+        }
     )
     def get(self, request: Request) -> Response:
         account = credit_account_get(organization=request.auth.organization)
@@ -38,13 +42,16 @@ class CreditBalanceApi(APIView):
 class CreditHistoryApi(APIView):
     @extend_schema(
         parameters=[HistoryQuery],
-        responses=inline_serializer(
-            "CreditHistory",
-            {
-                "transactions": CreditTransactionOut(many=True),
-                "count": serializers.IntegerField(),
-            },
-        ),
+        responses={
+            200: inline_serializer(
+                "CreditHistory",
+                {
+                    "transactions": CreditTransactionOut(many=True),
+                    "count": serializers.IntegerField(),
+                },
+            ),
+            **error_responses(400),
+        },
     )
     def get(self, request: Request) -> Response:
         query = HistoryQuery(data=request.query_params)

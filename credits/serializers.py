@@ -28,7 +28,8 @@ class HistoryQuery(serializers.Serializer):
     startDate = serializers.DateTimeField(required=False)
     endDate = serializers.DateTimeField(required=False)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=50)
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    # PostgreSQL's OFFSET is a bigint: a larger offset would fail in the database.
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1, default=0)
 
     def validate(self, attrs: dict) -> dict:
         start, end = attrs.get("startDate"), attrs.get("endDate")

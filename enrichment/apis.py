@@ -18,9 +18,12 @@ from enrichment.serializers import (
 from enrichment.services import enrichment_cancel, enrichments_request
 from enrichment_project.errors import NotFound, ValidationFailed
 from enrichment_project.fields import parse_uuid4
+from enrichment_project.openapi import JSON_BODY_ERRORS, error_responses, uuid4_path_parameter
 from enrichment_project.pagination import NewestFirstCursorPagination
 
 FIELD_PARAMETER = OpenApiParameter("field", enum=["emails", "phones"], required=True)
+PERSON_ID = uuid4_path_parameter("person_id")
+ENRICHMENT_ID = uuid4_path_parameter("enrichment_id")
 
 
 def _path_uuid(value: str, what: str) -> uuid.UUID:
@@ -31,7 +34,10 @@ def _path_uuid(value: str, what: str) -> uuid.UUID:
 
 
 class BatchEnrichmentApi(APIView):
-    @extend_schema(request=BatchEnrichmentIn, responses=EnrichmentOut(many=True))
+    @extend_schema(
+        request=BatchEnrichmentIn,
+        responses={200: EnrichmentOut(many=True), **error_responses(*JSON_BODY_ERRORS, 402)},
+    )
     def post(self, request: Request) -> Response:
         body = BatchEnrichmentIn(data=request.data)
         body.is_valid(raise_exception=True)
@@ -50,7 +56,11 @@ class PersonEnrichmentApi(APIView):
         query.is_valid(raise_exception=True)
         return query.validated_data["field"]
 
-    @extend_schema(request=None, parameters=[FIELD_PARAMETER], responses=EnrichmentOut)
+    @extend_schema(
+        request=None,
+        parameters=[FIELD_PARAMETER, PERSON_ID],
+        responses={200: EnrichmentOut, **error_responses(400, 402, 404)},
+    )
     def post(self, request: Request, person_id: str) -> Response:
         """Requests the enrichment of one person: reused when one is pending or finished."""
         field = self._field(request)
@@ -66,7 +76,10 @@ class PersonEnrichmentApi(APIView):
             raise
         return Response(EnrichmentOut(enrichment).data)
 
-    @extend_schema(parameters=[FIELD_PARAMETER], responses=EnrichmentOut)
+    @extend_schema(
+        parameters=[FIELD_PARAMETER, PERSON_ID],
+        responses={200: EnrichmentOut, **error_responses(400, 404)},
+    )
     def get(self, request: Request, person_id: str) -> Response:
         """The person's latest enrichment of the field."""
         field = self._field(request)
@@ -81,7 +94,10 @@ class PersonEnrichmentApi(APIView):
 
 
 class BatchQueryApi(APIView):
-    @extend_schema(request=BatchQueryIn, responses=EnrichmentOut(many=True))
+    @extend_schema(
+        request=BatchQueryIn,
+        responses={200: EnrichmentOut(many=True), **error_responses(*JSON_BODY_ERRORS)},
+    )
     def post(self, request: Request) -> Response:
         """The latest enrichment of each task that has one, in task order; others are left out."""
         body = BatchQueryIn(data=request.data)
@@ -109,7 +125,12 @@ class BatchQueryApi(APIView):
 
 
 class EnrichmentListApi(APIView):
-    @extend_schema(parameters=[EnrichmentListQuery], responses=EnrichmentOut(many=True))
+    pagination_class = NewestFirstCursorPagination
+
+    @extend_schema(
+        parameters=[EnrichmentListQuery],
+        responses={200: EnrichmentOut(many=True), **error_responses(400, 404)},
+    )
     def get(self, request: Request) -> Response:
         query = EnrichmentListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -121,13 +142,15 @@ class EnrichmentListApi(APIView):
             enrichments = enrichments.filter(field=filters["field"])
         if "personId" in filters:
             enrichments = enrichments.filter(person_id=filters["personId"])
-        paginator = NewestFirstCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(enrichments, request, view=self)
         return paginator.get_paginated_response(EnrichmentOut(page, many=True).data)
 
 
 class EnrichmentDetailApi(APIView):
-    @extend_schema(responses=EnrichmentOut)
+    @extend_schema(
+        parameters=[ENRICHMENT_ID], responses={200: EnrichmentOut, **error_responses(404)}
+    )
     def get(self, request: Request, enrichment_id: str) -> Response:
         parsed = parse_uuid4(enrichment_id)
         enrichment = parsed and enrichment_get(
@@ -139,7 +162,11 @@ class EnrichmentDetailApi(APIView):
 
 
 class EnrichmentCancelApi(APIView):
-    @extend_schema(request=None, responses=EnrichmentOut)
+    @extend_schema(
+        request=None,
+        parameters=[ENRICHMENT_ID],
+        responses={200: EnrichmentOut, **error_responses(404, 409)},
+    )
     def post(self, request: Request, enrichment_id: str) -> Response:
         """Cancels a pending enrichment and releases its reservation; 409 once it has ended."""
         parsed = parse_uuid4(enrichment_id)

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.db.models.functions import Coalesce
 
 from credits.models import CreditAccount, CreditTransaction
@@ -33,8 +33,10 @@ class LedgerCheck:
 
 def ledger_check(organization_id: uuid.UUID) -> LedgerCheck:
     """`balance == sum(ledger amounts)`, `0 <= reserved <= balance`,
-    `reserved == sum(price of pending enrichments)`, at most one charge per enrichment, and each
-    charged enrichment records the charge of its own id and price."""
+    `reserved == sum(price of pending enrichments)`, at most one charge per enrichment, each
+    charged enrichment records the charge of its own id and price, and an enrichment is charged
+    exactly when it finished with data (a database constraint refuses the first half; the check
+    must still see a row that got past it)."""
     with transaction.atomic():
         # Every change of this organization's money holds this row lock: taking it makes the
         # figures below one consistent state even while workers run. It is held for a few reads.
@@ -77,6 +79,21 @@ def ledger_check(organization_id: uuid.UUID) -> LedgerCheck:
             )
             .values_list("pk", flat=True)
         )
+        charged_without_data = list(
+            enrichments.filter(Q(credit_transaction__isnull=False) | Q(credits_charged__gt=0))
+            .filter(
+                ~Q(status=Status.FINISHED) | ~Q(data_found=True) | Q(data__isnull=True) | Q(data=[])
+            )
+            .values_list("pk", flat=True)
+        )
+        found_but_free = list(
+            enrichments.filter(
+                status=Status.FINISHED,
+                data_found=True,
+                price__gt=0,
+                credit_transaction__isnull=True,
+            ).values_list("pk", flat=True)
+        )
     balance, reserved = (account.balance, account.reserved) if account else (0, 0)
     problems = []
     if balance != ledger_total:
@@ -98,6 +115,10 @@ def ledger_check(organization_id: uuid.UUID) -> LedgerCheck:
         problems.append(
             f"charges their enrichment does not record: ledger entries {_ids(unrecorded_charge)}"
         )
+    if charged_without_data:
+        problems.append(f"charged enrichments not finished with data: {_ids(charged_without_data)}")
+    if found_but_free:
+        problems.append(f"enrichments that found data but were not charged: {_ids(found_but_free)}")
     return LedgerCheck(
         organization_id=organization_id,
         balance=balance,

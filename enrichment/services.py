@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
+from functools import partial, update_wrapper
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -88,12 +88,18 @@ def enrichments_request(
                 raise InvalidState(
                     "A requested person changed during the request; retry."
                 ) from error
-            new_ids = [enrichment.pk for enrichment in new]
-            # robust: the enrichments are committed whatever the broker does; if publishing fails
-            # they stay pending and the re-queue command sends them again.
-            transaction.on_commit(partial(enqueue_enrichments, new_ids), robust=True)
+            _enqueue_on_commit([enrichment.pk for enrichment in new])
     by_person = reusable | {enrichment.person_id: enrichment for enrichment in new}
     return [by_person[person_id] for person_id in distinct_ids]
+
+
+def _enqueue_on_commit(enrichment_ids: list[uuid.UUID], countdown: float = 0) -> None:
+    """Queues the work once the transaction commits. robust: the rows are committed whatever the
+    broker does; if publishing fails they stay pending and the re-queue service sends them again.
+    The partial carries enqueue_enrichments' name because Django logs a failed robust callback by
+    its __qualname__, which a bare partial lacks (the logging itself would raise)."""
+    job = partial(enqueue_enrichments, enrichment_ids, countdown=countdown)
+    transaction.on_commit(update_wrapper(job, enqueue_enrichments), robust=True)
 
 
 def _reusable_enrichments(
@@ -148,7 +154,13 @@ def enrichments_claim(*, enrichment_ids: Sequence[str], claim_token: str) -> lis
         claimable = list(
             Enrichment.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("person")
-            .filter(pk__in=enrichment_ids, status=Status.PENDING)
+            .filter(
+                pk__in=enrichment_ids,
+                status=Status.PENDING,
+                # Neither a redelivery nor a lease takeover goes past the attempts (a job whose
+                # process keeps dying would loop); the re-queue service ends such a row `timeout`.
+                attempts__lt=settings.ENRICHMENT_MAX_ATTEMPTS,
+            )
             .filter(
                 Q(started_at__isnull=True)
                 | Q(started_at__lt=lease_expired)
@@ -332,7 +344,7 @@ def enrichments_retry_later(*, enrichments: Sequence[Enrichment]) -> float | Non
         retryable.update(started_at=None, claim_token="", queued_at=timezone.now())
         if not ids:
             return None
-        transaction.on_commit(partial(enqueue_enrichments, ids, countdown=delay), robust=True)
+        _enqueue_on_commit(ids, countdown=delay)
     return delay
 
 
@@ -393,7 +405,7 @@ def enrichments_requeue_timed_out(
         Enrichment.objects.filter(pk__in=requeued).update(
             queued_at=now, started_at=None, claim_token=""
         )
-        transaction.on_commit(partial(enqueue_enrichments, requeued), robust=True)
+        _enqueue_on_commit(requeued)
     timed_out: list[uuid.UUID] = []
     # Per organization, the credit row is locked before the enrichment rows, as everywhere else.
     for organization_id in sorted(set(exhausted.values_list("organization_id", flat=True))):

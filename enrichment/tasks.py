@@ -6,6 +6,7 @@ from functools import cache
 
 from celery import Task, shared_task
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from enrichment.models import Enrichment
 from enrichment.providers import LookupOutcome, waterfall_lookup
@@ -29,7 +30,16 @@ def _lookup_pool() -> ThreadPoolExecutor:
     )
 
 
-@shared_task(name=PROCESS_ENRICHMENTS_TASK, bind=True)
+# A lost database connection (a restarted or failed-over PostgreSQL) retries the job soon, with the
+# same id, so it takes its claims back instead of waiting for the re-queue service.
+@shared_task(
+    name=PROCESS_ENRICHMENTS_TASK,
+    bind=True,
+    autoretry_for=(InterfaceError, OperationalError),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
 def process_enrichments(self: Task, enrichment_ids: list[str]) -> None:
     """Claims the job's pending enrichments, looks them up concurrently outside any transaction,
     and settles the answers in short transactions as they arrive."""

@@ -3,12 +3,19 @@
 import uuid
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+UUID4_SCHEMA = {
+    "type": "string",
+    "format": "uuid",
+    # Version 4 of the RFC 4122 variant, in any letter case.
+    "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}"
+    "-[0-9a-fA-F]{12}$",
+}
 
-@extend_schema_field(OpenApiTypes.UUID)
+
+@extend_schema_field(UUID4_SCHEMA)
 class UUID4Field(serializers.Field):
     """A UUID of version 4 in any letter case, the only kind of id this service issues."""
 

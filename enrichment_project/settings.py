@@ -110,6 +110,25 @@ API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="1200/min")
 # takes about 300 KB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
 
+# --- HTTPS -------------------------------------------------------------------------------------
+# HTTPS_ONLY=true where clients reach the service over HTTPS only (TLS ends here or at a proxy in
+# front): plain HTTP is redirected, cookies are Secure, browsers are told to stay on HTTPS (HSTS).
+# Off by default because the first run is plain HTTP with DEBUG off (`make run`, docker compose on
+# http://localhost, the test client); each setting below can still be set on its own.
+HTTPS_ONLY = env.bool("HTTPS_ONLY", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS_ONLY)
+# Health probes reach the container itself, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=HTTPS_ONLY)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=HTTPS_ONLY)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if HTTPS_ONLY else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS_ONLY)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=HTTPS_ONLY)
+# Behind a TLS-terminating proxy that sets this header and strips it from clients' requests, e.g.
+# SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https; without it every request looks like plain
+# HTTP there, and SECURE_SSL_REDIRECT would redirect forever.
+SECURE_PROXY_SSL_HEADER = tuple(env.list("SECURE_PROXY_SSL_HEADER", default=[])) or None
+
 # The throttle's counters; Redis in production so all web processes share them.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 

@@ -2,8 +2,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import prefetch_related_objects
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,13 +10,14 @@ from rest_framework.views import APIView
 
 from enrichment_project.errors import NotFound, ValidationFailed
 from enrichment_project.fields import parse_uuid4
+from enrichment_project.openapi import JSON_BODY_ERRORS, error_responses, uuid4_path_parameter
 from enrichment_project.pagination import NewestFirstCursorPagination
 from persons.models import Person
 from persons.selectors import person_get, persons_list
 from persons.serializers import PersonIn, PersonListQuery, PersonOut
 from persons.services import person_delete, person_update, persons_create
 
-PERSON_ID = OpenApiParameter("person_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+PERSON_ID = uuid4_path_parameter("person_id")
 
 
 def _one_or_many(
@@ -66,7 +66,10 @@ class PersonListApi(APIView):
 
     @extend_schema(
         request=_one_or_many("PersonCreate", PersonIn),
-        responses={201: _one_or_many("PersonCreated", PersonOut)},
+        responses={
+            201: _one_or_many("PersonCreated", PersonOut),
+            **error_responses(*JSON_BODY_ERRORS),
+        },
     )
     def post(self, request: Request) -> Response:
         """Creates one person, or an array of up to 1,000 at once (all or none). Returns what
@@ -76,7 +79,10 @@ class PersonListApi(APIView):
         out = _render(persons)
         return Response(out if many else out[0], status=status.HTTP_201_CREATED)
 
-    @extend_schema(parameters=[PersonListQuery], responses=PersonOut(many=True))
+    @extend_schema(
+        parameters=[PersonListQuery],
+        responses={200: PersonOut(many=True), **error_responses(400, 404)},
+    )
     def get(self, request: Request) -> Response:
         """The organization's persons, newest first."""
         query = PersonListQuery(data=request.query_params)
@@ -99,11 +105,15 @@ class PersonDetailApi(APIView):
             raise NotFound("No such person.")
         return person
 
-    @extend_schema(parameters=[PERSON_ID], responses=PersonOut)
+    @extend_schema(parameters=[PERSON_ID], responses={200: PersonOut, **error_responses(404)})
     def get(self, request: Request, person_id: str) -> Response:
         return Response(_render([self._person(request, person_id)])[0])
 
-    @extend_schema(parameters=[PERSON_ID], request=PersonIn, responses=PersonOut)
+    @extend_schema(
+        parameters=[PERSON_ID],
+        request=PersonIn,
+        responses={200: PersonOut, **error_responses(*JSON_BODY_ERRORS, 404)},
+    )
     def patch(self, request: Request, person_id: str) -> Response:
         """Changes the fields sent; the person must still be identifiable afterwards."""
         person = self._person(request, person_id)
@@ -112,7 +122,7 @@ class PersonDetailApi(APIView):
         person = person_update(person=person, changes=body.validated_data)
         return Response(_render([person])[0])
 
-    @extend_schema(parameters=[PERSON_ID], responses={204: None})
+    @extend_schema(parameters=[PERSON_ID], responses={204: None, **error_responses(404)})
     def delete(self, request: Request, person_id: str) -> Response:
         """Deletes the person, its contact points and its enrichments (pending ones release
         their credits). The ledger keeps its entries."""

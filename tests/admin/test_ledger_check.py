@@ -88,6 +88,7 @@ def test_enrichment_recording_another_charge_is_reported(
             .order_by("-created_at", "-id")
             .values_list("pk", flat=True)
         ),
+        f"enrichments that found data but were not charged: {first.pk}",
     ]
 
 

@@ -1,0 +1,379 @@
+"""Shared machinery of the fault-injection tests: a private Redis, real worker and gunicorn
+processes against the pytest database, and bounded waits. Every process started here runs in a
+process group of its own and is killed, with the whole group, in the fixture's teardown.
+
+Other people use the shared Redis on 6379 at the same time: these tests never touch it, every
+process here (this one included) talks to the private one."""
+
+import contextlib
+import math
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db.models import Count
+from django.utils import timezone
+from pytest_django import Settings
+
+from credits.models import CreditTransaction
+from enrichment.models import Enrichment, Status
+from enrichment.services import enrichments_request, enrichments_requeue_timed_out
+from enrichment_project.celery import app
+from organizations.models import Organization
+from persons.models import Person
+from tests.conftest import Tenant
+from tests.factories import PersonFactory
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = REPO / ".venv" / "bin"
+
+# What this process and every subprocess agree on. The claim lease is CELERY_TASK_TIME_LIMIT:
+# short, so the re-queue service takes back within seconds the jobs a fault lost. Small job
+# chunks make many jobs, so a fault always lands on some in flight.
+SHARED_SETTINGS: dict[str, int | float | str] = {
+    "CELERY_TASK_TIME_LIMIT": 8,
+    "CELERY_TASK_SOFT_TIME_LIMIT": 6,
+    "CELERY_WORKER_CONCURRENCY": 4,
+    "ENRICHMENT_TASK_CHUNK_SIZE": 5,
+    "ENRICHMENT_MAX_ATTEMPTS": 5,
+    "ENRICHMENT_RETRY_BACKOFF_SECONDS": 0.1,
+    "ENRICHMENT_RETRY_BACKOFF_MAX_SECONDS": 0.5,
+    "API_RATE_LIMIT": "1000000/min",
+}
+# The re-queue service's `older_than` while waiting: jobs still queued behind others get a
+# harmless duplicate, jobs the broker lost come back within seconds.
+REQUEUE_OLDER_THAN = 3
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def poll_until(condition: Callable[[], object], *, timeout: float) -> bool:
+    """Polls `condition` until it is true (True) or `timeout` seconds have passed (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float, what: str) -> float:
+    """Polls `condition` until it is true; the seconds it took, or a failure after `timeout`."""
+    start = time.monotonic()
+    if not poll_until(condition, timeout=timeout):
+        raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
+    return time.monotonic() - start
+
+
+# --- Processes --------------------------------------------------------------------------------
+
+
+@dataclass
+class Process:
+    popen: subprocess.Popen[bytes]
+    log: Path
+    killed: bool = False
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill_children(self) -> int:
+        """SIGKILL to the direct children only, as the OOM killer takes a worker's pool process;
+        the main process lives on. How many were killed."""
+        pid = self.popen.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(child), signal.SIGKILL)
+        return len(children)
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group: a prefork worker's children die with it. Once
+        only: after that the group id is free, and another process may come to hold it."""
+        if self.killed:
+            return
+        with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
+        self.killed = True
+
+
+Spawn = Callable[[str, Sequence[str], dict[str, str]], Process]
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    """Starts a subprocess in a new session (so its group can be killed); its output goes to
+    `<name>-<n>.log` in tmp_path."""
+    started: list[Process] = []
+
+    def start(name: str, args: Sequence[str], env: dict[str, str]) -> Process:
+        log = tmp_path / f"{name}-{len(started)}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                args,
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        started.append(Process(popen=popen, log=log))
+        return started[-1]
+
+    yield start
+    for process in reversed(started):
+        process.kill()
+
+
+# --- Private Redis ----------------------------------------------------------------------------
+
+
+class PrivateRedis:
+    """A redis-server of our own on a free port, without persistence: stopping it loses every
+    queued and unacknowledged job, which is the worst a broker crash can do."""
+
+    def __init__(self, spawn: Spawn) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._spawn = spawn
+        self._process: Process | None = None
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+        self._process = self._spawn("redis", args, dict(os.environ))
+        wait_until(self.answers, timeout=10, what=f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        assert self._process is not None
+        self._process.kill()
+
+    def answers(self) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+        except redis.ConnectionError:
+            return False
+
+
+def use_broker(url: str) -> None:
+    """Points this process's Celery app at `url` (the read and write URLs were filled in from the
+    broker URL when the app was configured). Its connection pools were made for the old URL, so
+    they are closed and dropped; the next publish builds new ones."""
+    app.conf.broker_url = app.conf.broker_read_url = app.conf.broker_write_url = url
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def private_redis(spawn: Spawn, settings: Settings) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(spawn)
+    server.start()
+    shared_url = app.conf.broker_url
+    settings.CELERY_BROKER_URL = server.url
+    use_broker(server.url)
+    yield server
+    use_broker(shared_url)
+
+
+# --- The stack under test ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def subprocess_env(
+    transactional_db: None, private_redis: PrivateRedis, settings: Settings
+) -> dict[str, str]:
+    """The environment of workers and gunicorn: the pytest database (committed rows, hence
+    transactional_db, which also flushes only after the processes are killed), the private
+    Redis, and SHARED_SETTINGS, which this process takes too."""
+    for name, value in SHARED_SETTINGS.items():
+        setattr(settings, name, value)
+    db = settings.DATABASES["default"]
+    credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    database_url = f"postgres://{credentials}@{db['HOST']}:{db['PORT']}/{quote(db['NAME'])}"
+    return {
+        **os.environ,
+        **{name: str(value) for name, value in SHARED_SETTINGS.items()},
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": private_redis.url,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+StartWorker = Callable[..., Process]
+
+
+@pytest.fixture
+def start_worker(spawn: Spawn, subprocess_env: dict[str, str]) -> StartWorker:
+    """`start_worker(ENRICHMENT_SANDBOX_LATENCY_MS=200, ...)`: a real prefork worker, exactly as
+    deployed (`celery -A enrichment_project worker`), with extra settings in its environment;
+    returned once it consumes."""
+
+    def start(**env: object) -> Process:
+        args = [str(VENV_BIN / "celery"), "-A", "enrichment_project", "worker"]
+        # Mingle and gossip only slow the start down: there is no other worker to talk to.
+        args += ["--loglevel=INFO", "--without-mingle", "--without-gossip"]
+        args += [f"--hostname=faults-{uuid.uuid4().hex[:8]}@%h"]
+        worker = spawn("worker", args, subprocess_env | {k: str(v) for k, v in env.items()})
+        wait_until(
+            lambda: b" ready." in worker.log.read_bytes(),
+            timeout=60,
+            what=f"the worker to be ready (its log: {worker.log})",
+        )
+        return worker
+
+    return start
+
+
+@pytest.fixture
+def gunicorn(spawn: Spawn, subprocess_env: dict[str, str]) -> str:
+    """The API served by gunicorn with four processes; its base URL once it answers."""
+    port = free_port()
+    # --preload: the app is imported once and forked, not four times over on two cores.
+    args = [str(VENV_BIN / "gunicorn"), "enrichment_project.wsgi", "-w", "4", "--preload"]
+    spawn("gunicorn", [*args, "-b", f"127.0.0.1:{port}"], subprocess_env)
+    base_url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    wait_until(answers, timeout=30, what="gunicorn to answer /healthz")
+    return base_url
+
+
+# --- Data and outcomes ------------------------------------------------------------------------
+
+
+def add_persons(tenant: Tenant, count: int, **fields: str) -> list[Person]:
+    """Persons in one INSERT; by default the sandbox finds three in four of them."""
+    persons = PersonFactory.build_batch(count, organization=tenant.organization, **fields)
+    return Person.objects.bulk_create(persons)
+
+
+def request_enrichments(
+    tenant: Tenant, persons: Sequence[Person], field: str = "emails"
+) -> list[uuid.UUID]:
+    """Requests the enrichments the way the API does; the jobs are published on commit."""
+    enrichments = enrichments_request(
+        organization=tenant.organization,
+        user=tenant.user,
+        person_ids=[person.pk for person in persons],
+        field=field,
+    )
+    return [enrichment.pk for enrichment in enrichments]
+
+
+def jobs_for(enrichments: int) -> int:
+    """How many jobs publishing that many enrichments makes."""
+    return math.ceil(enrichments / django_settings.ENRICHMENT_TASK_CHUNK_SIZE)
+
+
+def wait_for_work_in_flight(organization: Organization, claims: int = 4) -> None:
+    """Waits until jobs have claimed `claims` enrichments from now on and not settled them yet:
+    a fault injected then hits work in flight."""
+    now = timezone.now()
+    in_flight = Enrichment.objects.filter(
+        organization=organization, status=Status.PENDING, started_at__gte=now
+    )
+    wait_until(lambda: in_flight.count() >= claims, timeout=30, what="a worker to claim work")
+
+
+@dataclass(frozen=True)
+class Settled:
+    seconds: float
+    requeued: int
+    timed_out: int
+
+
+def wait_until_settled(
+    organization: Organization, *, timeout: float = 60, requeue: bool = False
+) -> Settled:
+    """Waits until no enrichment of the organization is pending. With `requeue`, runs the
+    re-queue service once a second, as beat would but with a short `older_than`, for the jobs a
+    fault took from the broker; it takes a claimed row back once its lease has run out."""
+    pending = Enrichment.objects.filter(organization=organization, status=Status.PENDING)
+    requeued = timed_out = 0
+    next_requeue = time.monotonic()
+
+    def settled() -> bool:
+        nonlocal requeued, timed_out, next_requeue
+        if requeue and time.monotonic() >= next_requeue:
+            report = enrichments_requeue_timed_out(
+                older_than=REQUEUE_OLDER_THAN,
+                max_attempts=django_settings.ENRICHMENT_MAX_ATTEMPTS,
+            )
+            requeued += len(report.requeued)
+            timed_out += len(report.timed_out)
+            next_requeue = time.monotonic() + 1
+        return not pending.exists()
+
+    try:
+        seconds = wait_until(settled, timeout=timeout, what="every enrichment to settle")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; statuses: {final_states(organization)}") from None
+    return Settled(seconds=seconds, requeued=requeued, timed_out=timed_out)
+
+
+def final_states(organization: Organization) -> dict[str, int]:
+    rows = Enrichment.objects.filter(organization=organization).values_list("status", flat=True)
+    return dict(Counter(rows))
+
+
+def double_charges() -> int:
+    """Enrichments with more than one charge on the ledger (the database refuses them)."""
+    return (
+        CreditTransaction.objects.filter(kind=CreditTransaction.Kind.CHARGE)
+        .values("reference_id")
+        .annotate(charges=Count("pk"))
+        .filter(charges__gt=1)
+        .count()
+    )
+
+
+def assert_settled_and_charged_once(organization: Organization) -> dict[str, int]:
+    """Nothing pending, nothing charged twice, and `check_ledger` passes; the final states."""
+    states = final_states(organization)
+    assert Status.PENDING not in states, states
+    assert double_charges() == 0
+    assert_ledger_checks_out()
+    return states
+
+
+def assert_ledger_checks_out() -> None:
+    """`manage.py check_ledger` over every organization; on failure its report is the message."""
+    out = StringIO()
+    try:
+        call_command("check_ledger", stdout=out)
+    except CommandError as error:
+        pytest.fail(f"{error}\n{out.getvalue()}")
+
+
+def report(scenario: str, **figures: object) -> None:
+    """One line of figures per scenario (shown with `pytest -s`)."""
+    print(f"\n[faults] {scenario}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))

@@ -37,5 +37,10 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Throughput against same-run baselines on a fresh `enrichment_bench` database and Redis db 9;
+# prints the table and writes bench/results/latest.json.
+bench: install
+	$(VENV)/bin/python -m bench
+
 clean:
 	rm -rf $(VENV) .tools .broker db.sqlite3 .pytest_cache

@@ -1,0 +1,95 @@
+"""gunicorn and Celery workers as child processes of the bench, always stopped on the way out."""
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from bench.environment import BENCH_ENV, ROOT, VENV_BIN
+from enrichment_project.celery import app
+
+LOG_DIR = Path(tempfile.mkdtemp(prefix="enrichment-bench-"))
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+
+
+@contextmanager
+def _child(
+    name: str, args: list[str], extra_env: dict[str, str], ready: Callable[[], bool]
+) -> Iterator[None]:
+    log = LOG_DIR / f"{name}.log"
+    with log.open("ab") as out:
+        # A session of its own, so the whole tree (prefork children too) is stopped by its id.
+        process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=os.environ | BENCH_ENV | extra_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not ready():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start; see {log}")
+            time.sleep(0.2)
+        yield
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    # Prefork children left behind by a killed parent still belong to the group.
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(port: int, workers: int) -> Iterator[None]:
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
+
+    args = [str(VENV_BIN / "gunicorn"), "enrichment_project.wsgi"]
+    args += ["-w", str(workers), "-b", f"127.0.0.1:{port}"]
+    with _child("gunicorn", args, {}, healthy):
+        yield
+
+
+@contextmanager
+def celery_worker(name: str, extra_env: dict[str, str], include: str = "") -> Iterator[None]:
+    """A worker started as in production (`celery -A enrichment_project worker`), with the
+    project's pool and concurrency; `include` adds a module of bench-only tasks."""
+    hostname = f"{name}@bench"
+    args = [str(VENV_BIN / "celery"), "-A", "enrichment_project", "worker", "-n", hostname]
+    if include:
+        args += ["-I", include]
+
+    def answers() -> bool:
+        return bool(app.control.ping(destination=[hostname], timeout=0.5))
+
+    with _child(f"worker-{name}", args, extra_env, answers):
+        yield

@@ -1,0 +1,318 @@
+"""The suite: fresh backends, then sections a-d, each figure paired run by run with a baseline
+measured in the same run. Sizes can be lowered for a quick look (BENCH_RUNS=1)."""
+
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.management import call_command
+from django.test import Client
+
+from bench import fixtures
+from bench.drain import Drain, drain_enrichments, drain_noop
+from bench.environment import RESULTS
+from bench.fixtures import Tenant, block_of, enrichment_id, person_id
+from bench.http_load import BATCH_PATH, batch_body, post_concurrently
+from bench.processes import celery_worker, free_port, gunicorn
+from bench.report import Report, Target, machine
+from bench.sql import (
+    Statement,
+    ids_returned_in_pgbench,
+    pgbench_run,
+    pgbench_script,
+    statements_captured,
+)
+from credits.models import CreditTransaction
+from enrichment.models import Enrichment, Status
+from enrichment.providers import waterfall_lookup
+from enrichment.selectors import subject_of
+from enrichment.services import Settlement, enrichments_claim, enrichments_settle
+
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+BATCH_SIZE = 100
+CLIENT_LEVELS = (1, 4, 16)
+# Divisible by every client level, so each level posts the same batches.
+BATCHES_PER_RUN = 96
+GUNICORN_WORKERS = 4
+DRAIN_SIZE = 2000
+DRAIN_ORGANIZATIONS = 20
+SLOW_SANDBOX_MS = 200
+WARM_UP_TASKS = 200
+SETTLEMENTS_PER_CLIENT = 60
+# pgbench's settlement clients number their blocks from here, clear of the batch runs' blocks.
+SETTLEMENT_FIRST_BATCH = 500
+# Clients numbered from here own the blocks of the captured requests, clear of pgbench's clients.
+CAPTURE_CLIENT = 900
+
+TARGETS = [
+    Target("batch POST, 100 new persons, 4 clients vs SQL baseline", "a.new.4.rate", 0.5),
+    Target("drain at 0 ms vs no-op drain, 1 organization", "b.0ms.1.rate", 0.5),
+    Target("drain at 0 ms vs no-op drain, 20 organizations", "b.0ms.20.rate", 0.5),
+    Target("drain at 200 ms vs drain at 0 ms, 1 organization", "b.200ms.1.rate", 0.8),
+    Target("drain at 200 ms vs drain at 0 ms, 20 organizations", "b.200ms.20.rate", 0.8),
+    Target("statements, 100 new persons vs 1", "d.new", 1.0, exact=True),
+    Target("statements, 100 reused persons vs 1", "d.reused", 1.0, exact=True),
+]
+
+
+def progress(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    progress("migrating the fresh bench database")
+    call_command("migrate", verbosity=0)
+    report = Report(
+        {
+            "machine": machine(),
+            "runs": RUNS,
+            "gunicorn_workers": GUNICORN_WORKERS,
+            "worker_pool": settings.CELERY_WORKER_POOL,
+            "worker_concurrency": settings.CELERY_WORKER_CONCURRENCY,
+            "provider_concurrency": settings.ENRICHMENT_PROVIDER_CONCURRENCY,
+            "task_chunk_size": settings.ENRICHMENT_TASK_CHUNK_SIZE,
+            "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"],
+        }
+    )
+    batch_endpoint(report, statement_counts(report))
+    settlement(report, worker_drains(report))
+    print(report.table(TARGETS))
+    report.write(TARGETS)
+    print(f"\nwritten to {RESULTS / 'latest.json'}")
+
+
+# --- a and d: the batch endpoint --------------------------------------------------------------
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'s' * (number > 1)}"
+
+
+def _persons(block: int, size: int = BATCH_SIZE) -> list[uuid.UUID]:
+    return [person_id(block, index) for index in range(size)]
+
+
+def _client_blocks(clients: int) -> list[list[int]]:
+    per_client = BATCHES_PER_RUN // clients
+    return [[block_of(c, batch) for batch in range(1, per_client + 1)] for c in range(clients)]
+
+
+@dataclass(frozen=True)
+class BatchScripts:
+    tenant: Tenant
+    new: str
+    reused: str
+
+
+def statement_counts(report: Report) -> BatchScripts:
+    """Section d, in-process: the statements of a new and a reused request for 1 and 100
+    persons. The 100-person ones become the pgbench scripts of section a."""
+    progress("d. statement counts")
+    fixtures.state_reset()
+    tenant = fixtures.tenant_create("bench-batch")
+    one, hundred = block_of(CAPTURE_CLIENT, 1), block_of(CAPTURE_CLIENT, 2)
+    blocks = {block for level in CLIENT_LEVELS for row in _client_blocks(level) for block in row}
+    fixtures.persons_create(tenant, [*sorted(blocks), hundred], BATCH_SIZE)
+    fixtures.persons_create(tenant, [one], 1)
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {tenant.api_key}")
+    # The key's last-use bookkeeping is written at most once a minute; keep it out of the counts.
+    client.get("/api/v1/operations/credits/balance")
+
+    def post(block: int, size: int) -> tuple[list[Statement], list[dict[str, str]]]:
+        with statements_captured() as captured:
+            response = client.post(
+                BATCH_PATH, batch_body(_persons(block, size)), content_type="application/json"
+            )
+        assert response.status_code == 200, response.content
+        return captured, response.json()
+
+    new_one, _ = post(one, 1)
+    new_hundred, created = post(hundred, BATCH_SIZE)
+    reused_one, _ = post(one, 1)
+    reused_hundred, _ = post(hundred, BATCH_SIZE)
+    for key, label, many, single in (
+        ("d.new", "new persons, 100", new_hundred, new_one),
+        ("d.reused", "reused persons, 100", reused_hundred, reused_one),
+    ):
+        report.record(
+            key,
+            section="d",
+            label=label,
+            unit="statements",
+            value=len(many),
+            baseline=len(single),
+            baseline_label="1 person:",
+        )
+    # pgbench inserts predictable enrichment ids in place of the random ones of the capture.
+    new_ids = {
+        uuid.UUID(item["id"]).hex: enrichment_id(hundred, index).hex
+        for index, item in enumerate(created)
+    }
+    return BatchScripts(
+        tenant=tenant,
+        new=pgbench_script(new_hundred, hundred, new_ids),
+        reused=pgbench_script(reused_hundred, hundred, {}),
+    )
+
+
+def batch_endpoint(report: Report, scripts: BatchScripts) -> None:
+    """Section a: gunicorn serving the app, then pgbench on the same blocks, run by run."""
+    port = free_port()
+    with gunicorn(port, GUNICORN_WORKERS):
+        # Each gunicorn worker imports some modules on its first requests.
+        warm_up = [[batch_body(_persons(block_of(CAPTURE_CLIENT, 2)))] * 8] * GUNICORN_WORKERS
+        post_concurrently(port, scripts.tenant.api_key, warm_up)
+        for _ in range(RUNS):
+            for clients in CLIENT_LEVELS:
+                progress(f"a. batch POST, {_count(clients, 'client')}")
+                blocks = _client_blocks(clients)
+                bodies = [[batch_body(_persons(block)) for block in row] for row in blocks]
+                fixtures.state_reset()
+                new = post_concurrently(port, scripts.tenant.api_key, bodies)
+                reused = post_concurrently(port, scripts.tenant.api_key, bodies)
+                fixtures.state_reset()
+                per_client = len(blocks[0])
+                sql_new = pgbench_run(scripts.new, clients, per_client)
+                sql_reused = pgbench_run(scripts.reused, clients, per_client)
+                for kind, http, sql in (("new", new, sql_new), ("reused", reused, sql_reused)):
+                    for metric, unit, attribute in (
+                        ("rate", "batches/s", "per_second"),
+                        ("p50", "ms p50", "p50_ms"),
+                        ("p99", "ms p99", "p99_ms"),
+                    ):
+                        report.record(
+                            f"a.{kind}.{clients}.{metric}",
+                            section="a",
+                            label=f"{kind} persons, {_count(clients, 'client')}",
+                            unit=unit,
+                            value=getattr(http, attribute),
+                            baseline=getattr(sql, attribute),
+                            baseline_label="pgbench",
+                        )
+
+
+# --- b and c: the worker ----------------------------------------------------------------------
+
+
+@contextmanager
+def _worker(sandbox_ms: int) -> Iterator[None]:
+    """The sandbox latency is read when a worker starts: one worker per latency. The no-op tasks
+    run on the measured worker itself, so the baseline has exactly its pool and concurrency."""
+    latency = {"ENRICHMENT_SANDBOX_LATENCY_MS": str(sandbox_ms)}
+    with celery_worker(f"enrich-{sandbox_ms}ms", latency, include="bench.noop_tasks"):
+        # The first tasks after a start run several times slower; keep them out of the figures.
+        drain_noop(WARM_UP_TASKS)
+        yield
+
+
+def worker_drains(report: Report) -> list[Drain]:
+    """Section b. Returns the 0 ms drains of one organization, whose settlements section c
+    compares with the credit row's capacity."""
+    single = fixtures.tenant_create("bench-drain")
+    blocks = [
+        block_of(CAPTURE_CLIENT + 1, batch) for batch in range(1, DRAIN_SIZE // BATCH_SIZE + 1)
+    ]
+    fixtures.persons_create(single, blocks, BATCH_SIZE)
+    single_requests = [(single, _persons(block)) for block in blocks]
+    per_tenant = DRAIN_SIZE // DRAIN_ORGANIZATIONS
+    many_requests = []
+    for index in range(DRAIN_ORGANIZATIONS):
+        tenant = fixtures.tenant_create(f"bench-drain-{index}")
+        block = block_of(CAPTURE_CLIENT + 2 + index, 1)
+        fixtures.persons_create(tenant, [block], per_tenant)
+        many_requests.append((tenant, _persons(block, per_tenant)))
+    workloads = {1: single_requests, DRAIN_ORGANIZATIONS: many_requests}
+    noop: list[float] = []
+    at_zero: dict[int, list[float]] = {organizations: [] for organizations in workloads}
+    settling: list[Drain] = []
+    with _worker(0):
+        for run in range(RUNS):
+            progress("b. worker drains, no-op and 0 ms")
+            fixtures.state_reset()
+            noop.append(drain_noop(DRAIN_SIZE))
+            for organizations, requests in workloads.items():
+                fixtures.state_reset()
+                drain = drain_enrichments(requests)
+                at_zero[organizations].append(drain.per_second)
+                if organizations == 1:
+                    settling.append(drain)
+                report.record(
+                    f"b.0ms.{organizations}.rate",
+                    section="b",
+                    label=f"0 ms sandbox, {_count(organizations, 'org')}",
+                    unit="enrich./s",
+                    value=drain.per_second,
+                    baseline=noop[run],
+                    baseline_label="no-op tasks/s",
+                )
+    with _worker(SLOW_SANDBOX_MS):
+        for run in range(RUNS):
+            progress(f"b. worker drains, {SLOW_SANDBOX_MS} ms")
+            for organizations, requests in workloads.items():
+                fixtures.state_reset()
+                report.record(
+                    f"b.{SLOW_SANDBOX_MS}ms.{organizations}.rate",
+                    section="b",
+                    label=f"{SLOW_SANDBOX_MS} ms sandbox, {_count(organizations, 'org')}",
+                    unit="enrich./s",
+                    value=drain_enrichments(requests).per_second,
+                    baseline=at_zero[organizations][run],
+                    baseline_label="0 ms:",
+                )
+    return settling
+
+
+def settlement(report: Report, drains: Sequence[Drain]) -> None:
+    """Section c: the settlement transaction of the 0 ms drain (its median wave size), replayed
+    by pgbench on one account row at the worker's concurrency."""
+    wave = max(round(statistics.median(drain.rows_per_settlement for drain in drains)), 1)
+    clients = settings.CELERY_WORKER_CONCURRENCY
+    tenant = fixtures.tenant_create("bench-settle")
+    captured_block = block_of(CAPTURE_CLIENT + 100, 1)
+    batches = range(SETTLEMENT_FIRST_BATCH, SETTLEMENT_FIRST_BATCH + SETTLEMENTS_PER_CLIENT)
+    blocks = [block_of(c, batch) for c in range(clients) for batch in batches]
+    fixtures.persons_create(tenant, [captured_block, *blocks], wave)
+    fixtures.state_reset()
+    fixtures.pending_enrichments_create(tenant, [captured_block], wave)
+    claimed = enrichments_claim(
+        enrichment_ids=[str(enrichment_id(captured_block, index)) for index in range(wave)],
+        claim_token="bench",
+    )
+    outcomes = []
+    for enrichment in claimed:
+        lookup = waterfall_lookup(subject_of(enrichment.person), enrichment.field)
+        outcomes.append(
+            Settlement(
+                enrichment=enrichment,
+                status=Status.FINISHED,
+                values=lookup.values,
+                provider=lookup.provider,
+            )
+        )
+    with statements_captured() as captured:
+        enrichments_settle(settlements=outcomes)
+    script = ids_returned_in_pgbench(
+        pgbench_script(captured, captured_block, {}),
+        table=CreditTransaction._meta.db_table,
+        reference=Enrichment._meta.get_field("credit_transaction").column,
+    )
+    for drain in drains:
+        progress("c. settlement capacity of one credit row")
+        fixtures.state_reset()
+        fixtures.pending_enrichments_create(tenant, blocks, wave)
+        capacity = pgbench_run(script, clients, SETTLEMENTS_PER_CLIENT, SETTLEMENT_FIRST_BATCH)
+        report.record(
+            "c.settle",
+            section="c",
+            label=f"settlements of {wave} rows, 0 ms drain, 1 org",
+            unit="settlem./s",
+            value=drain.settlements_per_second,
+            baseline=capacity.per_second,
+            baseline_label=f"pgbench {clients} clients:",
+        )

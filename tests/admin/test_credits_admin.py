@@ -163,7 +163,8 @@ def test_ledger_list_filters_searches_by_reference_and_links_charges_to_enrichme
     only_other = shown(**{"account__organization__id__exact": str(other.organization.pk)})
     assert str(first.pk) not in only_other
     assert "test grant" in only_other
-    assert "test grant" in shown(**{"created_at__gte": charge.created_at.date().isoformat()})
+    midnight = charge.created_at.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert "test grant" in shown(**{"created_at__gte": str(midnight)})
     enrichment_page = admin_client.get(
         reverse("admin:enrichment_enrichment_change", args=[first.pk])
     ).content.decode()

@@ -61,7 +61,8 @@ def test_list_filters_by_status_field_organization_stuck_and_date(
     assert listed(admin_client, stuck="yes") == ids(mix.stuck, mix.exhausted)
     age([mix.stuck, mix.exhausted], seconds=2 * 24 * 3600)
     today = timezone.now().date()
-    recent = listed(admin_client, created_at__gte=today.isoformat())
+    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    recent = listed(admin_client, created_at__gte=str(midnight))
     assert recent == all_of_mix - ids(mix.stuck, mix.exhausted) | ids(*phones)
     assert listed(
         admin_client, created_at__year=str(today.year), created_at__month=str(today.month)

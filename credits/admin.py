@@ -21,6 +21,8 @@ from organizations.admin import ReadOnlyInline, ServiceAdmin, Tool
 from organizations.models import Organization
 
 LEDGER_INLINE_ROWS = 50
+# What a ledger entry shows, in the account's inline and on its own page.
+ENTRY_FIELDS = ("kind", "amount", "balance_after", "operation", "reference", "actor", "memo")
 # A guard against a mistyped amount; larger moves take several entries.
 GRANT_LIMIT = 1_000_000_000
 
@@ -37,16 +39,7 @@ class LedgerInline(ReadOnlyInline):
     model = CreditTransaction
     formset = NewestLedgerFormSet
     verbose_name_plural = f"ledger (newest {LEDGER_INLINE_ROWS} entries)"
-    fields = (
-        "created_at",
-        "kind",
-        "amount",
-        "balance_after",
-        "operation",
-        "reference",
-        "actor",
-        "memo",
-    )
+    fields = ("created_at", *ENTRY_FIELDS)
     readonly_fields = fields
     select_related = ("actor",)
     show_change_link = True
@@ -158,18 +151,7 @@ class CreditTransactionAdmin(ServiceAdmin):
     list_filter = ("kind", "operation", "account__organization", "created_at")
     search_fields = ("memo",)
     uuid_search_fields = ("reference_id",)
-    fields = (
-        "id",
-        "created_at",
-        "organization",
-        "kind",
-        "amount",
-        "balance_after",
-        "operation",
-        "reference",
-        "actor",
-        "memo",
-    )
+    fields = ("id", "created_at", "organization", *ENTRY_FIELDS)
     readonly_fields = ("organization", "reference")
 
     @admin.display(description="organization", ordering="account__organization__name")

@@ -27,7 +27,11 @@ from credits.admin import CreditAccountAdmin, CreditTransactionAdmin
 from credits.models import CreditAccount, CreditTransaction
 from enrichment.ledger_check import LedgerCheck, ledger_check
 from enrichment.models import Enrichment, Status
-from enrichment.services import enrichment_end_unfound, enrichments_requeue_timed_out
+from enrichment.services import (
+    Settlement,
+    enrichments_requeue_timed_out,
+    enrichments_settle,
+)
 from organizations.admin import ServiceAdmin, Tool
 from organizations.models import Organization
 
@@ -159,15 +163,13 @@ class EnrichmentAdmin(ServiceAdmin):
 
     @admin.action(description="Cancel selected pending enrichments", permissions=["service"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Enrichment]) -> None:
-        cancelled = [
-            settled
-            for enrichment in queryset.filter(status=Status.PENDING)
-            if (
-                settled := enrichment_end_unfound(
-                    enrichment=enrichment, status=Status.CANCELLED, reason="cancelled"
-                )
-            )
-        ]
+        # One settlement: a transaction per organization, not one per selected row.
+        cancelled = enrichments_settle(
+            settlements=[
+                Settlement(enrichment=enrichment, status=Status.CANCELLED, reason="cancelled")
+                for enrichment in queryset.filter(status=Status.PENDING)
+            ]
+        )
         self.log_service_change(request, cancelled, "Cancelled")
         message = f"Cancelled {len(cancelled)} enrichment(s); their credits were released."
         self._message_with_skips(

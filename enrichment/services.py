@@ -6,7 +6,7 @@ import random
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from functools import partial, update_wrapper
 
@@ -30,8 +30,8 @@ from enrichment.queueing import enqueue_enrichments
 from enrichment.selectors import global_enrichments_fresh, lookup_key, subject_of
 from enrichment_project.errors import InvalidState, NotFound, ValidationFailed
 from organizations.models import Organization
-from persons.models import Person
-from persons.services import FoundContact, contact_points_save
+from persons.models import ContactPoint, Person
+from persons.services import contact_points_save
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ def _settle_for_organization(
         )
         charged: list[Enrichment] = []
         released = 0
-        contacts: list[FoundContact] = []
+        contacts: list[ContactPoint] = []
         for enrichment in pending:
             outcome = outcome_of[enrichment.pk]
             found = outcome.status == Status.FINISHED and bool(outcome.values)
@@ -225,12 +225,12 @@ def _settle_for_organization(
             enrichment.data_found = found
             enrichment.error = outcome.reason
             if outcome.status == Status.FINISHED:
-                enrichment.data = [{"value": v.value, "type": v.type} for v in outcome.values]
+                enrichment.data = [asdict(found) for found in outcome.values]
                 enrichment.provider = outcome.provider
                 enrichment.global_enrichment_id = outcome.global_enrichment_id
             if found:
                 contacts += [
-                    FoundContact(
+                    ContactPoint(
                         person_id=enrichment.person_id,
                         kind=CONTACT_KIND_BY_FIELD[enrichment.field],
                         value=value.value,
@@ -243,7 +243,7 @@ def _settle_for_organization(
                 charged.append(enrichment)
             else:
                 released += enrichment.price
-        contact_points_save(found=contacts)
+        contact_points_save(contact_points=contacts)
         entries = credits_charge(
             account=account,
             charges=[
@@ -484,16 +484,17 @@ def enrichments_settle_lookups(
                 settlements.append(
                     Settlement(enrichment=enrichment, status=Status.FAILED, reason=reason)
                 )
-    shared = _global_enrichments_record(answered)
+    keys = {enrichment.pk: lookup_key(subject_of(enrichment.person)) for enrichment, _ in answered}
+    shared = _global_enrichments_record(
+        {(keys[enrichment.pk], enrichment.field): outcome for enrichment, outcome in answered}
+    )
     settlements += [
         Settlement(
             enrichment=enrichment,
             status=Status.FINISHED,
             values=outcome.values,
             provider=outcome.provider,
-            global_enrichment_id=shared[
-                (lookup_key(subject_of(enrichment.person)), enrichment.field)
-            ],
+            global_enrichment_id=shared[(keys[enrichment.pk], enrichment.field)],
         )
         for enrichment, outcome in answered
     ]
@@ -504,13 +505,10 @@ def enrichments_settle_lookups(
 
 
 def _global_enrichments_record(
-    answered: Sequence[tuple[Enrichment, LookupOutcome]],
+    answers: dict[tuple[str, str], LookupOutcome],
 ) -> dict[tuple[str, str], uuid.UUID]:
-    """Stores the provider answers for other organizations to reuse, in one upsert."""
-    answers = {
-        (lookup_key(subject_of(enrichment.person)), enrichment.field): outcome
-        for enrichment, outcome in answered
-    }
+    """Stores the provider answers, by (lookup key, field), for other organizations to reuse, in
+    one upsert; returns the stored rows' ids."""
     if not answers:
         return {}
     now = timezone.now()
@@ -519,7 +517,7 @@ def _global_enrichments_record(
             GlobalEnrichment(
                 lookup_key=key,
                 field=field,
-                data=[{"value": v.value, "type": v.type} for v in outcome.values],
+                data=[asdict(found) for found in outcome.values],
                 provider=outcome.provider,
                 updated_at=now,
             )

@@ -1,6 +1,4 @@
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import transaction
@@ -65,30 +63,10 @@ def person_delete(*, person: Person) -> None:
         person.delete()
 
 
-@dataclass(frozen=True)
-class FoundContact:
-    person_id: uuid.UUID
-    kind: str
-    value: str
-    type: str
-    provider: str
-
-
-def contact_points_save(*, found: Iterable[FoundContact]) -> None:
-    """Saves found values on their persons in one statement; a value a person already has is kept
-    as it is (unique per person, kind and value)."""
+def contact_points_save(*, contact_points: Sequence[ContactPoint]) -> None:
+    """Saves found values on their persons in one statement, stamped as found now; a value a
+    person already has is kept as it is (unique per person, kind and value)."""
     now = timezone.now()
-    ContactPoint.objects.bulk_create(
-        [
-            ContactPoint(
-                person_id=contact.person_id,
-                kind=contact.kind,
-                value=contact.value,
-                type=contact.type,
-                provider=contact.provider,
-                found_at=now,
-            )
-            for contact in found
-        ],
-        ignore_conflicts=True,
-    )
+    for contact_point in contact_points:
+        contact_point.found_at = now
+    ContactPoint.objects.bulk_create(contact_points, ignore_conflicts=True)

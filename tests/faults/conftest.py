@@ -32,11 +32,12 @@ from pytest_django import Settings
 
 from credits.models import CreditTransaction
 from enrichment.models import Enrichment, Status
-from enrichment.services import enrichments_request, enrichments_requeue_timed_out
+from enrichment.services import enrichments_requeue_timed_out
 from enrichment_project.celery import app
 from organizations.models import Organization
 from persons.models import Person
 from tests.conftest import Tenant
+from tests.enrichment.conftest import request_enrichments as request_enrichments_of
 from tests.factories import PersonFactory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -280,13 +281,7 @@ def request_enrichments(
     tenant: Tenant, persons: Sequence[Person], field: str = "emails"
 ) -> list[uuid.UUID]:
     """Requests the enrichments the way the API does; the jobs are published on commit."""
-    enrichments = enrichments_request(
-        organization=tenant.organization,
-        user=tenant.user,
-        person_ids=[person.pk for person in persons],
-        field=field,
-    )
-    return [enrichment.pk for enrichment in enrichments]
+    return [enrichment.pk for enrichment in request_enrichments_of(tenant, persons, field)]
 
 
 def jobs_for(enrichments: int) -> int:

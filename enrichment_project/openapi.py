@@ -89,11 +89,11 @@ class AutoSchema(openapi.AutoSchema):
 # --- Postprocessing: declarations made once for every operation ------------------------------
 
 UNSAFE_METHODS = ("POST", "PATCH")
-# Responses the idempotency layer does not keep, so never replays (SPEC Part 2), and the ones
-# it answers itself to a repeated key.
+# Responses the idempotency layer does not keep, so never replays (SPEC Part 2).
 NOT_KEPT_STATUSES = (400, 401, 429)
+# What the idempotency layer answers by itself, added to what the view documents.
 IDEMPOTENCY_ERRORS = {
-    400: "An Idempotency-Key that is not 1 to 255 printable ASCII characters.",
+    400: "Idempotency-Key: not 1 to 255 printable ASCII characters.",
     409: "IDEMPOTENCY_KEY_IN_USE: the first request with this Idempotency-Key is still being "
     "processed; send it again after the Retry-After header's seconds.",
     422: "IDEMPOTENCY_KEY_REUSED: this Idempotency-Key came with another method, path or body.",
@@ -203,6 +203,7 @@ RESPONSE_HEADERS = {
         "`true` when this is the kept response to an earlier request with the same "
         "Idempotency-Key: nothing was done again.",
         {"type": "string", "enum": ["true"]},
+        # 422 answers a repeat with another request: it is never the kept response.
         lambda answer: answer.unsafe and answer.status not in (*NOT_KEPT_STATUSES, 422),
         required=False,
     ),
@@ -236,8 +237,16 @@ def _operations(result: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, An
 def _declare_idempotency(method: str, operation: dict[str, Any]) -> None:
     if method not in UNSAFE_METHODS:
         return
-    parameters = operation.setdefault("parameters", [])
-    parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})
+    # The table's declaration replaces one a view may have made itself.
+    operation["parameters"] = [
+        *(
+            parameter
+            for parameter in operation.get("parameters", [])
+            if (parameter.get("in"), parameter.get("name", "").lower())
+            != ("header", "idempotency-key")
+        ),
+        {"$ref": "#/components/parameters/IdempotencyKey"},
+    ]
     responses = operation["responses"]
     for status, description in IDEMPOTENCY_ERRORS.items():
         response = responses.setdefault(
@@ -262,6 +271,11 @@ def _declare_headers(method: str, path: str, operation: dict[str, Any]) -> None:
                 headers[header.name] = {"$ref": f"#/components/headers/{component}"}
 
 
+# What drf-spectacular puts in a parameter's enum schema; a schema with more (a default) keeps
+# its copy, as the siblings of a reference would be ignored.
+_PLAIN_ENUM_KEYS = {"type", "enum", "minLength"}
+
+
 def _enum_components(schemas: dict[str, Any]) -> dict[frozenset, list[str]]:
     by_values: dict[frozenset, list[str]] = {}
     for name, schema in schemas.items():
@@ -276,9 +290,9 @@ def _reference_enum_components(
     """drf-spectacular gives query parameters inline copies of enums; each becomes a reference
     to the component with the same values, so a client generates one type, not one each."""
     for parameter in operation.get("parameters", []):
-        values = parameter.get("schema", {}).get("enum")
-        names = enums.get(frozenset(values or ()), [])
-        if len(names) == 1:
+        schema = parameter.get("schema", {})
+        names = enums.get(frozenset(schema.get("enum", ())), [])
+        if len(names) == 1 and set(schema) <= _PLAIN_ENUM_KEYS:
             parameter["schema"] = {"$ref": f"#/components/schemas/{names[0]}"}
 
 

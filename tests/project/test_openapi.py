@@ -281,14 +281,20 @@ def test_batch_headers_are_declared_on_the_operations_that_send_them(
     assert not credits & set(response_headers(batch, "402"))
 
 
-def test_header_declarations_reach_an_operation_that_has_no_schema_code_of_its_own() -> None:
+def test_the_bulk_batch_gets_its_headers_and_one_idempotency_key_from_the_table() -> None:
     """The bulk batch (SPEC Part 2) gets its headers and the idempotency parameter from the
     table alone, by its method and path."""
     bare = {"content": {"application/json": {"schema": {"type": "object"}}}, "description": ""}
+    # As a view that declared the key itself would: the table's declaration replaces it.
+    own_key = {"in": "header", "name": "Idempotency-Key", "schema": {"type": "string"}}
     schema = {
         "paths": {
             "/api/v1/operations/enrichment/bulk": {
-                "post": {"security": [{"apiKey": []}], "responses": {"200": dict(bare)}}
+                "post": {
+                    "parameters": [own_key],
+                    "security": [{"apiKey": []}],
+                    "responses": {"200": dict(bare)},
+                }
             }
         },
         "components": {"schemas": {}},

@@ -27,6 +27,7 @@ class CreditBalanceApi(APIView):
         }
     )
     def get(self, request: Request) -> Response:
+        """The organization's balance, reserved and available credits, and each field's price."""
         account = credit_account_get(organization=request.auth.organization)
         return Response(
             {
@@ -54,6 +55,7 @@ class CreditHistoryApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
+        """The organization's ledger, newest first, within startDate and endDate."""
         query = HistoryQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data

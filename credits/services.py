@@ -16,13 +16,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from credits.models import CreditAccount, CreditTransaction
-from enrichment_project.errors import ServiceError, ValidationFailed
+from enrichment_project.errors import ErrorCode, ServiceError, ValidationFailed
 from organizations.models import Organization
 
 
 class InsufficientCredits(ServiceError):
     status_code = 402
-    code = "INSUFFICIENT_CREDITS"
+    code = ErrorCode.INSUFFICIENT_CREDITS
 
     def __init__(self, *, required: int, available: int) -> None:
         super().__init__(

@@ -39,6 +39,8 @@ class BatchEnrichmentApi(APIView):
         responses={200: EnrichmentOut(many=True), **error_responses(*JSON_BODY_ERRORS, 402)},
     )
     def post(self, request: Request) -> Response:
+        """Requests the enrichment of up to 100 persons: one object per distinct person, reused
+        or new, in the order first requested."""
         body = BatchEnrichmentIn(data=request.data)
         body.is_valid(raise_exception=True)
         enrichments = enrichments_request(
@@ -132,6 +134,7 @@ class EnrichmentListApi(APIView):
         responses={200: EnrichmentOut(many=True), **error_responses(400, 404)},
     )
     def get(self, request: Request) -> Response:
+        """The organization's enrichments, newest first, filtered by status, field and person."""
         query = EnrichmentListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         filters = query.validated_data
@@ -152,6 +155,7 @@ class EnrichmentDetailApi(APIView):
         parameters=[ENRICHMENT_ID], responses={200: EnrichmentOut, **error_responses(404)}
     )
     def get(self, request: Request, enrichment_id: str) -> Response:
+        """One enrichment of the organization."""
         parsed = parse_uuid4(enrichment_id)
         enrichment = parsed and enrichment_get(
             organization=request.auth.organization, enrichment_id=parsed

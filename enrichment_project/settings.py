@@ -100,7 +100,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "enrichment_project.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "enrichment_project.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["organizations.throttling.ApiKeyRateThrottle"],
     "UNAUTHENTICATED_USER": None,
 }
@@ -141,6 +141,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The schema as generated clients see it: headers, idempotency and enum references are
+    # declared for every operation by enrichment_project.openapi.postprocess_schema.
+    "SERVERS": [{"url": "/", "description": "The host that serves this schema"}],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "enrichment_project.openapi.postprocess_schema",
+    ],
+    "ENUM_NAME_OVERRIDES": {"ErrorCodeEnum": "enrichment_project.errors.ErrorCode"},
 }
 
 LOGGING = {

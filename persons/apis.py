@@ -107,6 +107,7 @@ class PersonDetailApi(APIView):
 
     @extend_schema(parameters=[PERSON_ID], responses={200: PersonOut, **error_responses(404)})
     def get(self, request: Request, person_id: str) -> Response:
+        """One person of the organization, with the emails and phones found for it."""
         return Response(_render([self._person(request, person_id)])[0])
 
     @extend_schema(

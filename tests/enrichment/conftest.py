@@ -1,6 +1,7 @@
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
+from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 
 from credits.models import CreditAccount, CreditTransaction
@@ -33,6 +34,24 @@ def enrichment_queue() -> Callable[[], list[list[str]]]:
         return jobs
 
     return queued_jobs
+
+
+@pytest.fixture
+def fast_providers(settings) -> None:
+    """Short provider timeouts and retry delays, so retries run within a test."""
+    settings.ENRICHMENT_PROVIDER_TIMEOUT = 0.2
+    settings.ENRICHMENT_RETRY_BACKOFF_SECONDS = 0.05
+    settings.ENRICHMENT_RETRY_BACKOFF_MAX_SECONDS = 0.2
+    settings.ENRICHMENT_MAX_ATTEMPTS = 3
+
+
+@pytest.fixture
+def worker(fast_providers: None, enrichment_queue: Callable) -> Iterator[None]:
+    # Several threads, so duplicated jobs and retries really run side by side.
+    with start_worker(
+        app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30
+    ):
+        yield
 
 
 def assert_ledger_invariants(organization: Organization) -> None:

@@ -91,7 +91,7 @@ INSERT INTO {_TABLE} AS existing (
     %(organization_id)s, %(key)s, %(method)s, %(path)s, %(body_sha256)s, %(token)s, %(now)s,
     %(lease_expires_at)s, NULL, '{{}}', ''
 )
-ON CONFLICT ON CONSTRAINT uniq_idempotency_key DO UPDATE SET
+ON CONFLICT (organization_id, key) DO UPDATE SET
     method = EXCLUDED.method, path = EXCLUDED.path, body_sha256 = EXCLUDED.body_sha256,
     claim_token = EXCLUDED.claim_token, created_at = EXCLUDED.created_at,
     lease_expires_at = EXCLUDED.lease_expires_at, response_status = NULL,
@@ -104,6 +104,11 @@ RETURNING id
 """
 
 
+def _prep(field: str, value: Any) -> Any:
+    # As the ORM would send it (SQLite, the embedded default, stores UUIDs and datetimes as text).
+    return IdempotencyKey._meta.get_field(field).get_db_prep_value(value, connection)
+
+
 def idempotency_key_claim(
     *, organization_id: uuid.UUID, key: str, fingerprint: Fingerprint
 ) -> Claim | IdempotencyKey:
@@ -113,21 +118,21 @@ def idempotency_key_claim(
     # A record found by the INSERT can be deleted (its request got a 400) before the SELECT.
     while True:
         now = timezone.now()
+        params = {
+            "organization_id": _prep("organization", organization_id),
+            "key": key,
+            "method": fingerprint.method,
+            "path": fingerprint.path,
+            "body_sha256": fingerprint.body_sha256,
+            "token": _prep("claim_token", token),
+            "now": _prep("created_at", now),
+            "lease_expires_at": _prep(
+                "created_at", now + timedelta(seconds=settings.IDEMPOTENCY_LEASE)
+            ),
+            "expired_before": _prep("created_at", now - _retention()),
+        }
         with connection.cursor() as cursor:
-            cursor.execute(
-                _CLAIM_SQL,
-                {
-                    "organization_id": organization_id,
-                    "key": key,
-                    "method": fingerprint.method,
-                    "path": fingerprint.path,
-                    "body_sha256": fingerprint.body_sha256,
-                    "token": token,
-                    "now": now,
-                    "lease_expires_at": now + timedelta(seconds=settings.IDEMPOTENCY_LEASE),
-                    "expired_before": now - _retention(),
-                },
-            )
+            cursor.execute(_CLAIM_SQL, params)
             inserted = cursor.fetchone()
         if inserted is not None:
             return Claim(record_id=inserted[0], token=token)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.db import connection, transaction
+from django.http import StreamingHttpResponse
 from django.test.utils import CaptureQueriesContext
 from django.urls import path
 from django.utils import timezone
@@ -46,7 +47,16 @@ class ExplodingApi(APIView):
         raise RuntimeError("failed after the work was done")
 
 
-urlpatterns = [*project_urls, path("api/v1/test/explode", ExplodingApi.as_view())]
+class StreamingApi(APIView):
+    def post(self, request: Request) -> StreamingHttpResponse:
+        return StreamingHttpResponse(iter([b"a,b\n", b"1,2\n"]), content_type="text/csv")
+
+
+urlpatterns = [
+    *project_urls,
+    path("api/v1/test/explode", ExplodingApi.as_view()),
+    path("api/v1/test/stream", StreamingApi.as_view()),
+]
 
 
 def post(client: APIClient, url: str, body: Any, key: str | None, **extra: str) -> Any:
@@ -205,6 +215,14 @@ def test_500_is_kept_and_the_view_does_not_run_again(tenant: Tenant) -> None:
     assert replay.status_code == 500 and replay.content == first.content
     assert replay["Idempotent-Replayed"] == "true"
     assert ExplodingApi.calls == 1
+
+
+@pytest.mark.urls("tests.project.test_idempotency")
+def test_streamed_response_is_not_kept(tenant: Tenant) -> None:
+    answer = post(tenant.client, "/api/v1/test/stream", {}, "csv")
+
+    assert b"".join(answer.streaming_content) == b"a,b\n1,2\n"
+    assert not IdempotencyKey.objects.exists()
 
 
 def test_same_key_in_two_organizations_is_two_requests(make_tenant: Any) -> None:

@@ -23,6 +23,7 @@ from enrichment.services import enrichment_cancel
 from enrichment_project.idempotency import Fingerprint, idempotency_key_claim
 from enrichment_project.urls import urlpatterns as project_urls
 from organizations.models import IdempotencyKey
+from organizations.services import api_key_create
 from organizations.tasks import purge_expired_idempotency_keys
 from persons.models import Person
 from tests.concurrency import run_concurrently
@@ -186,6 +187,8 @@ def test_401_is_not_kept(tenant: Tenant) -> None:
 
     assert_error(post(stranger, PERSONS_URL, valid_person(), "k"), 401, "VALIDATION_ERROR")
     assert_error(post(APIClient(), PERSONS_URL, valid_person(), "k"), 401, "VALIDATION_ERROR")
+    # The key is judged only for an authenticated request.
+    assert_error(post(APIClient(), PERSONS_URL, valid_person(), ""), 401, "VALIDATION_ERROR")
     assert not IdempotencyKey.objects.exists()
     assert post(tenant.client, PERSONS_URL, valid_person(), "k").status_code == 201
 
@@ -234,6 +237,18 @@ def test_same_key_in_two_organizations_is_two_requests(make_tenant: Any) -> None
     assert answer.status_code == 201 and "Idempotent-Replayed" not in answer
     assert Person.objects.filter(organization=two.organization).count() == 1
     assert IdempotencyKey.objects.count() == 2
+
+
+def test_key_is_shared_by_the_api_keys_of_one_organization(tenant: Tenant) -> None:
+    colleague = APIClient()
+    issued = api_key_create(organization=tenant.organization, username="colleague")
+    colleague.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+
+    first = post(tenant.client, PERSONS_URL, valid_person(), "team")
+    replay = post(colleague, PERSONS_URL, valid_person(), "team")
+
+    assert replay["Idempotent-Replayed"] == "true" and replay.content == first.content
+    assert Person.objects.count() == 1
 
 
 def test_expired_key_is_ignored_then_purged(tenant: Tenant) -> None:

@@ -205,6 +205,15 @@ def test_429_is_not_kept(tenant: Tenant, settings: Any) -> None:
     assert post(tenant.client, PERSONS_URL, valid_person(), "later").status_code == 201
 
 
+def test_oversized_body_is_413_and_not_kept(tenant: Tenant, settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+
+    refused = post(tenant.client, PERSONS_URL, valid_person(title="x" * 100), "big")
+
+    assert_error(refused, 413, "PAYLOAD_TOO_LARGE")
+    assert not IdempotencyKey.objects.exists()
+
+
 @pytest.mark.urls("tests.project.test_idempotency")
 def test_500_is_kept_and_the_view_does_not_run_again(tenant: Tenant) -> None:
     ExplodingApi.calls = 0

@@ -251,3 +251,41 @@ class IdempotencyMiddleware:
             return None
         outcome = _refusal(found, fingerprint) or found
         return IdempotencyAnswerApi.as_view(outcome=outcome)(request)
+
+
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+_OPENAPI_REFUSALS = {
+    "400": f"An {HEADER} that is not 1 to 255 printable ASCII characters.",
+    "409": f"IDEMPOTENCY_KEY_IN_USE: a request with this {HEADER} is still running; retry "
+    "after Retry-After.",
+    "422": f"IDEMPOTENCY_KEY_REUSED: this {HEADER} was used with another method, path or body.",
+}
+
+
+def openapi_postprocess(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """drf-spectacular hook: the header and its refusals on every POST and PATCH, so no view
+    has to declare them."""
+    parameter = {
+        "in": "header",
+        "name": HEADER,
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+        "description": "Makes a retry safe: the first response is kept for 24 h and replayed "
+        f"(with `{REPLAYED_HEADER}: true`) to the same request with the same key.",
+    }
+    for operations in result.get("paths", {}).values():
+        for method in ("post", "patch"):
+            operation = operations.get(method)
+            if operation is None:
+                continue
+            operation.setdefault("parameters", []).append(parameter)
+            responses = operation.setdefault("responses", {})
+            for status_code, description in _OPENAPI_REFUSALS.items():
+                documented = responses.setdefault(
+                    status_code, {"description": description, "content": _ERROR_CONTENT}
+                )
+                if documented["description"] != description:
+                    documented["description"] += f" Or: {description}"
+    return result

@@ -144,6 +144,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        # Idempotency-Key and its 400/409/422 on every POST and PATCH.
+        "enrichment_project.idempotency.openapi_postprocess",
+    ],
 }
 
 LOGGING = {

@@ -386,3 +386,19 @@ def test_repeat_while_the_first_runs_is_409_then_replayed(make_tenant: Any) -> N
     assert answered.status_code == 200
     assert replay["Idempotent-Replayed"] == "true" and replay.content == answered.content
     assert Enrichment.objects.filter(organization=tenant.organization).count() == 1
+
+
+def test_schema_documents_the_key_and_its_refusals_on_every_post_and_patch(db: None) -> None:
+    schema = APIClient().get("/api/schema", HTTP_ACCEPT="application/json").json()
+    operations = [
+        operation
+        for path_item in schema["paths"].values()
+        for method, operation in path_item.items()
+        if method in ("post", "patch")
+    ]
+
+    assert len(operations) >= 5
+    for operation in operations:
+        headers = [p["name"] for p in operation["parameters"] if p["in"] == "header"]
+        assert headers == ["Idempotency-Key"], operation["operationId"]
+        assert {"400", "409", "422"} <= set(operation["responses"]), operation["operationId"]

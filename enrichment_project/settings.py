@@ -240,8 +240,8 @@ CELERY_BEAT_SCHEDULE = {
 # --- Idempotency --------------------------------------------------------------------------------
 # A response kept for an Idempotency-Key is replayed this long (24 h in the SPEC), then purged.
 IDEMPOTENCY_KEY_RETENTION = 24 * 3600
-# Seconds a claim blocks its key while its request runs; longer than any request may take
-# (gunicorn's worker timeout is 30 s), so only a claim whose process died is taken over.
+# Seconds a claim blocks its key while its request runs; above gunicorn's 30 s worker timeout,
+# so a request still running keeps its claim and only one whose process died is taken over.
 IDEMPOTENCY_LEASE = env.int("IDEMPOTENCY_LEASE", default=60)
 CELERY_BEAT_SCHEDULE["purge-expired-idempotency-keys"] = {
     "task": "organizations.purge_expired_idempotency_keys",

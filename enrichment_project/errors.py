@@ -47,10 +47,16 @@ class ServiceError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
     code: str = ErrorCode.VALIDATION_ERROR
 
-    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
+        self.headers = headers or {}
 
 
 class ValidationFailed(ServiceError):
@@ -65,6 +71,16 @@ class NotFound(ServiceError):
 class InvalidState(ServiceError):
     status_code = status.HTTP_409_CONFLICT
     code = ErrorCode.INVALID_STATE
+
+
+class IdempotencyKeyReused(ServiceError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class IdempotencyKeyInUse(ServiceError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "IDEMPOTENCY_KEY_IN_USE"
 
 
 # DRF exceptions whose status the SPEC's table does not name keep their status with a code of ours.
@@ -96,7 +112,8 @@ def _validation_message(detail: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, ServiceError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        body = error_body(exc.code, exc.message, exc.details)
+        return Response(body, status=exc.status_code, headers=exc.headers)
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         message = f"The request body is larger than {limit} bytes."

@@ -20,3 +20,20 @@ class RequestIdMiddleware:
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
         return response
+
+
+class RateLimitHeadersMiddleware:
+    """Writes the IETF httpapi draft's RateLimit-Policy and RateLimit fields on every response
+    whose request the API key throttle counted (every authenticated API request), from the state
+    the throttle checked. Outside the idempotency middleware: a replay shows today's quota."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        state = getattr(request, "rate_limit", None)
+        if state is not None:
+            response["RateLimit-Policy"] = f'"default";q={state.limit};w={state.window}'
+            response["RateLimit"] = f'"default";r={state.remaining};t={state.reset}'
+        return response

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "enrichment_project.middleware.RequestIdMiddleware",
+    "enrichment_project.middleware.RateLimitHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves collected static files (admin, API docs) from the app server itself, with DEBUG off.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -45,6 +46,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it keeps the view's own response; RateLimit headers are added outside it.
+    "enrichment_project.idempotency.IdempotencyMiddleware",
 ]
 
 ROOT_URLCONF = "enrichment_project.urls"
@@ -235,6 +238,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "enrichment.requeue_timed_out_enrichments",
         "schedule": 60,
     },
+}
+
+# --- Idempotency --------------------------------------------------------------------------------
+# A response kept for an Idempotency-Key is replayed this long (24 h in the SPEC), then purged.
+IDEMPOTENCY_KEY_RETENTION = 24 * 3600
+# Seconds a claim blocks its key while its request runs; above gunicorn's 30 s worker timeout,
+# so a request still running keeps its claim and only one whose process died is taken over.
+IDEMPOTENCY_LEASE = env.int("IDEMPOTENCY_LEASE", default=60)
+CELERY_BEAT_SCHEDULE["purge-expired-idempotency-keys"] = {
+    "task": "organizations.purge_expired_idempotency_keys",
+    "schedule": 3600,
 }
 
 # Static files come from the app directories when they were not collected (`make run`).

@@ -17,6 +17,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[AbstractBaseUser, ApiKey] | None:
+        # The idempotency middleware authenticates before the view does; the key is read once.
+        http_request = request._request
+        if not hasattr(http_request, "api_key_resolved"):
+            http_request.api_key_resolved = self._resolve(request)
+        return http_request.api_key_resolved
+
+    def _resolve(self, request: Request) -> tuple[AbstractBaseUser, ApiKey] | None:
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
             return None

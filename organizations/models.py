@@ -62,3 +62,34 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class IdempotencyKey(models.Model):
+    """One use of an `Idempotency-Key` by an organization: the request it was first sent with and,
+    once that finished, the response to replay. While `response_status` is null the request is in
+    flight; `lease_expires_at` bounds how long a claim whose process died can block the key."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="idempotency_keys"
+    )
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=10)
+    path = models.TextField()
+    body_sha256 = models.CharField(max_length=64)
+    # Identifies the request holding the claim, so a request whose lease was taken over cannot
+    # overwrite or delete its successor's record.
+    claim_token = models.UUIDField()
+    created_at = models.DateTimeField()
+    lease_expires_at = models.DateTimeField()
+    response_status = models.PositiveSmallIntegerField(null=True)
+    response_headers = models.JSONField(default=dict)
+    response_body = models.BinaryField(default=b"")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "key"], name="uniq_idempotency_key")
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_key_created")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.organization_id})"

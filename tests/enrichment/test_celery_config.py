@@ -36,6 +36,7 @@ def test_tasks_have_explicit_names():
     assert project_tasks == {
         "enrichment.process_enrichments",
         "enrichment.requeue_timed_out_enrichments",
+        "organizations.purge_expired_idempotency_keys",
     }
 
 

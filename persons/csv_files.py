@@ -106,11 +106,20 @@ def _decode(content: bytes, encoding: str) -> str:
 
 
 def _separator(text: str) -> str:
-    """The separator that splits the header line into the most columns (comma on a tie):
+    """The separator that splits the header into the most columns (comma on a tie):
     spreadsheets in many locales write `;`. Decided on the header alone, because data cells
     hold commas and semicolons far more often than column names do."""
-    header = text.lstrip("\r\n").split("\n", 1)[0]
-    return max(SEPARATORS.values(), key=lambda sep: len(next(csv.reader([header], delimiter=sep))))
+
+    def columns(separator: str) -> int:
+        try:
+            for cells in csv.reader(io.StringIO(text, newline=""), delimiter=separator):
+                if any(cell.strip() for cell in cells):
+                    return len(cells)
+        except csv.Error:  # reported with its line when the file is read
+            pass
+        return 0
+
+    return max(SEPARATORS.values(), key=columns)
 
 
 def _cell(name: str, value: str) -> str:
@@ -134,7 +143,11 @@ def csv_file_read(content: bytes, *, encoding: str = "utf-8") -> CsvFile:
     rejected: list[Rejection] = []
     line = 1
     try:
-        header = next(reader)
+        header = next(reader, None)
+        while header is not None and not any(cell.strip() for cell in header):
+            header = next(reader, None)  # blank lines above the header
+        if header is None:
+            raise ValidationFailed("The file has no header line naming the columns.")
         columns: dict[int, str] = {}
         ignored: list[str] = []
         for position, name in enumerate(header):

@@ -4,10 +4,15 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pytest_django import Settings
 from rest_framework.response import Response
 from rest_framework.test import APIClient
 
+from enrichment_project.errors import ValidationFailed
+from persons.csv_files import csv_file_read
 from persons.models import Person
 from persons.services import IDENTITY_RULE
 from tests.concurrency import run_concurrently
@@ -150,6 +155,23 @@ def test_import_updates_the_person_with_the_same_linkedin_url_or_name_and_domain
     assert Person.objects.count() == 3
 
 
+def test_import_matches_non_ascii_names_in_any_letter_case(tenant: Tenant) -> None:
+    stored = PersonFactory(
+        organization=tenant.organization,
+        first_name="Zoë",
+        last_name="Ørsted",
+        company_domain="acme.example",
+        title="",
+    )
+    body = "\r\n\r\n" + HEADER + "ZOË,øRSTED,,acme.example,,Ingeniør\r\n"
+
+    out = imported(post_csv(tenant, body))
+
+    assert (out["created"], out["updated"]) == (0, 1)
+    stored.refresh_from_db()
+    assert (stored.first_name, stored.title) == ("ZOË", "Ingeniør")
+
+
 def test_import_does_not_merge_a_row_into_a_person_with_another_linkedin_url(
     tenant: Tenant,
 ) -> None:
@@ -249,6 +271,7 @@ def test_a_header_only_file_imports_nothing(tenant: Tenant) -> None:
     [
         (b"", "The file is empty"),
         (b"\xef\xbb\xbf\r\n\r\n  \r\n", "The file is empty"),
+        (b",,,\r\n  ,  \r\n", "no header line"),
         (b"firstName,lastName\r\nJos\xe9,Mart\xednez\r\n", "not utf-8 text"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "not utf-8 text"),
         (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00", "NUL characters"),
@@ -364,3 +387,23 @@ def test_two_imports_of_one_file_at_once_create_each_person_once(
     counts = sorted((imported(r)["created"], imported(r)["unchanged"]) for r in (first, second))
     assert counts == [(0, 300), (300, 0)]
     assert Person.objects.filter(organization=tenant.organization).count() == 300
+
+
+CSV_ALPHABET = st.sampled_from(
+    [
+        *[",", ";", "\t", '"', "\r", "\n", "\r\n", " ", "\ufeff", "\x00", "é", "a"],
+        *["First Name", "linkedin", "website", "https://", "x.example", "Last Name", "company"],
+    ]
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(content=st.binary(max_size=300) | st.lists(CSV_ALPHABET, max_size=60).map("".join))
+def test_reading_any_upload_gives_rows_or_a_validation_error(content: bytes | str) -> None:
+    data = content.encode() if isinstance(content, str) else content
+    try:
+        file = csv_file_read(data)
+    except ValidationFailed as error:
+        assert error.message
+    else:
+        assert all(isinstance(line, int) and line >= 2 for line, _ in file.rows)

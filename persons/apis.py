@@ -181,13 +181,9 @@ class CsvParser(BaseParser):
         return CsvUpload(content=content, encoding=get_encoding(parser_context))
 
 
-class CsvRenderer(BaseRenderer):
-    media_type = "text/csv"
-    format = "csv"
-
-
 class CsvWithJsonErrors(BaseContentNegotiation):
-    """The export is CSV whatever the Accept header says, and its errors are JSON."""
+    """The export is CSV whatever the Accept header says (the streamed answer is not rendered
+    by DRF), and its errors are JSON."""
 
     def select_parser(self, request: Request, parsers: list[BaseParser]) -> BaseParser:
         return parsers[0]
@@ -225,7 +221,6 @@ class PersonImportApi(APIView):
 
 
 class PersonExportApi(APIView):
-    renderer_classes = [*APIView.renderer_classes, CsvRenderer]
     content_negotiation_class = CsvWithJsonErrors
 
     @extend_schema(

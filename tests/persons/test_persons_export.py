@@ -115,7 +115,11 @@ def test_export_queries_by_chunk_not_by_person(tenant: Tenant) -> None:
     tenant.client.get("/api/v1/operations/credits/balance")  # the key's last_used_at is fresh
 
     with CaptureQueriesContext(connection) as captured:
-        _, content = export(tenant)
+        response = tenant.client.get(URL)
+        # Streamed: the view has only authenticated; persons are read while the body is sent.
+        assert len(captured) == 1 and response.streaming
+        blocks = list(response.streaming_content)
+    content = b"".join(blocks)
 
     assert len(rows(content)) == len(persons)
     assert rows(content)[-1]["emails"].count("@") == 3
@@ -123,6 +127,7 @@ def test_export_queries_by_chunk_not_by_person(tenant: Tenant) -> None:
     # The API key, the persons through one server-side cursor, the contact points per chunk.
     assert len(sql) == 1 + 1 + 3, sql
     assert sum("persons_contactpoint" in s for s in sql) == 3
+    assert len(blocks) > 1  # sent as it is written, in blocks
 
 
 @pytest.mark.parametrize("query", ["", "?separator=semicolon&bom=true", "?separator=tab"])

@@ -13,6 +13,7 @@ from django.utils import timezone
 from enrichment.models import Enrichment, GlobalEnrichment
 from enrichment.providers.base import Subject
 from organizations.models import Organization
+from persons.identity import linkedin_identity, name_identity
 from persons.models import Person
 
 
@@ -30,11 +31,13 @@ def lookup_key(subject: Subject) -> str:
     """The identity a provider answers for, normalized and hashed: the same person stored by two
     organizations shares one key, and the key reveals nothing about either."""
     if subject.linkedin_url:
-        identity = "li:" + subject.linkedin_url.strip().lower().rstrip("/").split("://")[-1]
+        identity = "li:" + linkedin_identity(subject.linkedin_url)
     else:
-        company = (subject.company_domain or subject.company_name).strip().lower()
-        identity = (
-            f"nm:{subject.first_name.strip().lower()}|{subject.last_name.strip().lower()}|{company}"
+        identity = "nm:" + name_identity(
+            first_name=subject.first_name,
+            last_name=subject.last_name,
+            company_domain=subject.company_domain,
+            company_name=subject.company_name,
         )
     return hashlib.sha256(identity.encode()).hexdigest()
 

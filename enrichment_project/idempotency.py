@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from io import BytesIO
 from typing import Any
 
 from django.conf import settings
@@ -56,11 +57,11 @@ class Fingerprint:
     body_sha256: str
 
     @classmethod
-    def of(cls, request: HttpRequest) -> "Fingerprint":
+    def of(cls, request: HttpRequest, body_limit: int | None = None) -> "Fingerprint":
         return cls(
             method=request.method or "",
             path=request.get_full_path(),
-            body_sha256=hashlib.sha256(request.body).hexdigest(),
+            body_sha256=hashlib.sha256(_body(request, body_limit)).hexdigest(),
         )
 
     def matches(self, record: IdempotencyKey) -> bool:
@@ -69,6 +70,20 @@ class Fingerprint:
             record.path,
             record.body_sha256,
         )
+
+
+def _body(request: HttpRequest, limit: int | None) -> bytes:
+    """The body, read at most once, under the view's own limit: a view that takes larger bodies
+    than DATA_UPLOAD_MAX_MEMORY_SIZE (the CSV import) names its limit in `body_limit_setting`,
+    and `request.body` would refuse those. Kept where the view's parser reads it, as
+    `HttpRequest.body` itself does."""
+    if limit is None or limit <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE or hasattr(request, "_body"):
+        return request.body
+    if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+        raise RequestDataTooBig
+    request._body = request.read(limit + 1)
+    request._stream = BytesIO(request._body)
+    return request._body
 
 
 @dataclass(frozen=True)
@@ -233,7 +248,9 @@ class IdempotencyMiddleware:
             return None
         try:
             resolved = ApiKeyAuthentication().authenticate(Request(request))
-            fingerprint = Fingerprint.of(request)
+            limit_setting = getattr(view_func.cls, "body_limit_setting", None)
+            body_limit = getattr(settings, limit_setting) if limit_setting else None
+            fingerprint = Fingerprint.of(request, body_limit)
         except (exceptions.AuthenticationFailed, RequestDataTooBig):
             return None  # the view answers 401 or 413, and nothing is kept
         if resolved is None:

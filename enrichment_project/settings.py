@@ -170,6 +170,12 @@ ENRICHMENT_CREDIT_COSTS: dict[str, int] = env.json(
 ENRICHMENT_REUSE_MAX_AGE: int | None = env.int("ENRICHMENT_REUSE_MAX_AGE", default=None)
 ENRICHMENT_BATCH_MAX_PERSONS = 100
 PERSONS_BULK_MAX = 1000
+
+# --- Persons CSV import -----------------------------------------------------------------------
+# Rows per import (the SPEC's 10,000), and the upload's own byte limit: CRM exports carry many
+# columns the import ignores, so 10,000 rows can outgrow DATA_UPLOAD_MAX_MEMORY_SIZE.
+PERSONS_IMPORT_MAX_ROWS = 10_000
+PERSONS_IMPORT_MAX_BYTES = env.int("PERSONS_IMPORT_MAX_BYTES", default=10 * 1024 * 1024)
 # Enrichments of one request travel in messages of this many ids, so a batch of 100 costs a few
 # broker round trips instead of 100; each id is still claimed, retried and recovered on its own.
 ENRICHMENT_TASK_CHUNK_SIZE = env.int("ENRICHMENT_TASK_CHUNK_SIZE", default=50)

@@ -160,3 +160,25 @@ class PersonListQuery(serializers.Serializer):
         max_length=253,
         help_text="Exact company domain, any letter case.",
     )
+
+
+class PersonExportQuery(PersonListQuery):
+    separator = serializers.ChoiceField(
+        choices=["comma", "semicolon", "tab"],
+        default="comma",
+        help_text="Between cells; spreadsheets in many locales expect semicolon.",
+    )
+    bom = serializers.BooleanField(
+        default=False,
+        help_text="Start with a UTF-8 byte order mark, so Excel reads non-ASCII names right.",
+    )
+
+
+class PersonImportOut(serializers.Serializer):
+    rows = serializers.IntegerField(help_text="Data rows in the file (blank lines not counted).")
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    ignoredColumns = serializers.ListField(
+        child=serializers.CharField(), help_text="Header names the import does not know."
+    )

@@ -109,8 +109,39 @@ def test_requeue_leaves_recent_and_settled_enrichments_alone(tenant: Tenant) -> 
     assert (out["requeued"], out["timedOut"]) == (0, 0)
 
 
+def test_requeue_with_max_attempts_zero_times_out_every_stuck_enrichment(
+    tenant: Tenant, stuck: Enrichment
+) -> None:
+    # Never attempted (its job was lost before any worker took it), and one tried twice.
+    tried = PersonFactory(organization=tenant.organization)
+    [tried_twice] = enrichments_request(
+        organization=tenant.organization, user=tenant.user, person_ids=[tried.pk], field="emails"
+    )
+    Enrichment.objects.filter(pk=tried_twice.pk).update(
+        attempts=2, queued_at=timezone.now() - timedelta(seconds=TIMEOUT + 60)
+    )
+    recent = PersonFactory(organization=tenant.organization)
+    [fresh] = enrichments_request(
+        organization=tenant.organization, user=tenant.user, person_ids=[recent.pk], field="emails"
+    )
+
+    out = run_json("requeue_timed_out_enrichments", "--max-attempts", "0")
+
+    assert (out["requeued"], out["timedOut"]) == (0, 2)
+    assert sorted(out["timedOutIds"]) == sorted([str(stuck.pk), str(tried_twice.pk)])
+    statuses = dict(Enrichment.objects.values_list("pk", "status"))
+    assert statuses == {
+        stuck.pk: Status.TIMEOUT,
+        tried_twice.pk: Status.TIMEOUT,
+        fresh.pk: Status.PENDING,
+    }
+    # Only the fresh one still holds its reservation.
+    assert credit_account_get(organization=tenant.organization).reserved == fresh.price
+    assert_ledger_invariants(tenant.organization)
+
+
 @pytest.mark.parametrize(
-    "args", [["--max-attempts", "0"], ["--older-than", "-1"], ["--older-than", "soon"]]
+    "args", [["--max-attempts", "-1"], ["--older-than", "-1"], ["--older-than", "soon"]]
 )
 def test_requeue_refuses_bad_input(stuck: Enrichment, args: list[str]) -> None:
     with pytest.raises(CommandError):

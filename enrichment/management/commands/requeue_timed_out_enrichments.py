@@ -24,10 +24,12 @@ class Command(ReportCommand):
         )
         parser.add_argument(
             "--max-attempts",
-            type=whole_number(minimum=1),
+            # 0 is allowed: it ends every stuck pending enrichment `timeout`, re-queuing none.
+            type=whole_number(minimum=0),
             default=settings.ENRICHMENT_MAX_ATTEMPTS,
             metavar="N",
-            help="Attempts after which it times out (ENRICHMENT_MAX_ATTEMPTS, %(default)s).",
+            help="Attempts after which it times out (ENRICHMENT_MAX_ATTEMPTS, %(default)s); "
+            "0 times out every stuck one.",
         )
         parser.add_argument("--dry-run", action="store_true", help="Only list what would change.")
 

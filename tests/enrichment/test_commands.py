@@ -29,7 +29,7 @@ def stuck(tenant: Tenant) -> Enrichment:
     person = PersonFactory(organization=tenant.organization)
     [enrichment] = enrichments_request(
         organization=tenant.organization, user=tenant.user, person_ids=[person.pk], field="phones"
-    )
+    ).enrichments
     Enrichment.objects.filter(pk=enrichment.pk).update(
         queued_at=timezone.now() - timedelta(seconds=TIMEOUT + 60)
     )

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial, update_wrapper
 
 from django.conf import settings
@@ -288,16 +288,16 @@ def _reusable_enrichments(
     return reusable
 
 
-def enrichment_batches_complete(
-    *, ended_ids: Collection[uuid.UUID], now: datetime
-) -> list[EnrichmentBatch]:
+def enrichment_batches_complete(*, ended_ids: Collection[uuid.UUID]) -> list[EnrichmentBatch]:
     """Sets `completed_at` on the open batches holding any of `ended_ids` that have no other
     pending enrichment, and returns them. Called in the transaction that ends those enrichments,
     which holds the organization's credit row lock, as every change of an enrichment's status
     does: two of them never both see the other's last enrichment still pending. Only the batches
-    of `ended_ids` are looked at, through the items' enrichment index."""
+    of `ended_ids` are looked at, through the items' enrichment index. The time is read under the
+    lock, so it is never before the end of any enrichment of the batch."""
     if not ended_ids:
         return []
+    now = timezone.now()
     ended_ids = list(ended_ids)
     still_pending = EnrichmentBatchItem.objects.filter(
         batch=OuterRef("pk"), enrichment__status=Status.PENDING
@@ -329,7 +329,7 @@ def enrichments_release_for_deletion(*, enrichments: QuerySet[Enrichment]) -> No
         rows = list(pending.filter(organization_id=organization_id).values_list("pk", "price"))
         credits_release(account=account, amount=sum(price for _, price in rows))
         # Their batches may have been waiting for nothing else.
-        enrichment_batches_complete(ended_ids=[pk for pk, _ in rows], now=timezone.now())
+        enrichment_batches_complete(ended_ids=[pk for pk, _ in rows])
 
 
 # --- Worker side ------------------------------------------------------------------------------
@@ -454,7 +454,7 @@ def _settle_for_organization(
             enrichment.credits_charged = enrichment.price
         credits_release(account=account, amount=released)
         _save_settled(pending)
-        enrichment_batches_complete(ended_ids=[enrichment.pk for enrichment in pending], now=now)
+        enrichment_batches_complete(ended_ids=[enrichment.pk for enrichment in pending])
     return pending
 
 
@@ -620,7 +620,7 @@ def enrichments_requeue_timed_out(
                 updated_at=now,
             )
             credits_release(account=account, amount=sum(price for _, price in rows))
-            enrichment_batches_complete(ended_ids=ids, now=now)
+            enrichment_batches_complete(ended_ids=ids)
         timed_out.extend(ids)
     return RequeueReport(requeued=requeued, timed_out=timed_out, dry_run=False)
 

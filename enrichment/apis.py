@@ -41,6 +41,7 @@ from enrichment_project.pagination import NewestFirstCursorPagination
 FIELD_PARAMETER = OpenApiParameter("field", enum=["emails", "phones"], required=True)
 PERSON_ID = uuid4_path_parameter("person_id")
 ENRICHMENT_ID = uuid4_path_parameter("enrichment_id")
+BATCH_ID = uuid4_path_parameter("batch_id")
 
 
 def _path_uuid(value: str, what: str) -> uuid.UUID:
@@ -50,7 +51,6 @@ def _path_uuid(value: str, what: str) -> uuid.UUID:
     return parsed
 
 
-BATCH_ID = uuid4_path_parameter("batch_id")
 CREDIT_HEADERS = [
     OpenApiParameter(
         "Credits-Reserved",

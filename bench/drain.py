@@ -40,6 +40,7 @@ def drain_enrichments(requests: Sequence[tuple[Tenant, Sequence[uuid.UUID]]]) ->
                 user=tenant.user,
                 person_ids=person_ids,
                 field="emails",
+                record_batch=True,
             )
     held = [call.args[0] for call in held_back.call_args_list]
     total = sum(len(ids) for ids in held)

@@ -50,6 +50,10 @@ def enrichment_id(block: int, index: int) -> uuid.UUID:
     return uuid.UUID(f"{index:08d}-0000-4000-9000-{block:012d}")
 
 
+def batch_id(block: int, index: int) -> uuid.UUID:
+    return uuid.UUID(f"{index:08d}-0000-4000-a000-{block:012d}")
+
+
 def persons_create(tenant: Tenant, blocks: Iterable[int], size: int) -> None:
     Person.objects.bulk_create(
         (
@@ -92,7 +96,8 @@ def state_reset() -> None:
     because the ledger is append-only for the application."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE enrichment_enrichment, enrichment_globalenrichment, persons_contactpoint"
+            "TRUNCATE enrichment_enrichment, enrichment_globalenrichment, persons_contactpoint,"
+            " enrichment_enrichmentbatch, enrichment_enrichmentbatchitem"
         )
         cursor.execute(
             f"DELETE FROM {CreditTransaction._meta.db_table} WHERE kind = %s",

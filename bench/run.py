@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.management import call_command
+from django.http import HttpResponse
 from django.test import Client
 
 from bench import fixtures
 from bench.drain import Drain, drain_enrichments, drain_noop
 from bench.environment import RESULTS
-from bench.fixtures import Tenant, block_of, enrichment_id, person_id
+from bench.fixtures import Tenant, batch_id, block_of, enrichment_id, person_id
 from bench.http_load import BATCH_PATH, batch_body, post_concurrently
 from bench.processes import celery_worker, free_port, gunicorn
 from bench.report import Report, Target, machine
@@ -124,18 +125,18 @@ def statement_counts(report: Report) -> BatchScripts:
     # The key's last-use bookkeeping is written at most once a minute; keep it out of the counts.
     client.get("/api/v1/operations/credits/balance")
 
-    def post(block: int, size: int) -> tuple[list[Statement], list[dict[str, str]]]:
+    def post(block: int, size: int) -> tuple[list[Statement], HttpResponse]:
         with statements_captured() as captured:
             response = client.post(
                 BATCH_PATH, batch_body(_persons(block, size)), content_type="application/json"
             )
         assert response.status_code == 200, response.content
-        return captured, response.json()
+        return captured, response
 
     new_one, _ = post(one, 1)
     new_hundred, created = post(hundred, BATCH_SIZE)
     reused_one, _ = post(one, 1)
-    reused_hundred, _ = post(hundred, BATCH_SIZE)
+    reused_hundred, reused = post(hundred, BATCH_SIZE)
     for key, label, many, single in (
         ("d.new", "new persons, 100", new_hundred, new_one),
         ("d.reused", "reused persons, 100", reused_hundred, reused_one),
@@ -149,15 +150,20 @@ def statement_counts(report: Report) -> BatchScripts:
             baseline=len(single),
             baseline_label="1 person:",
         )
-    # pgbench inserts predictable enrichment ids in place of the random ones of the capture.
+    # pgbench inserts predictable enrichment and batch ids in place of the random ones of the
+    # capture; the reused request's batch items point at the enrichments the new one created.
     new_ids = {
         uuid.UUID(item["id"]).hex: enrichment_id(hundred, index).hex
-        for index, item in enumerate(created)
+        for index, item in enumerate(created.json())
     }
+
+    def batch_ids(response: HttpResponse, index: int) -> dict[str, str]:
+        return {uuid.UUID(response["Enrichment-Batch-Id"]).hex: batch_id(hundred, index).hex}
+
     return BatchScripts(
         tenant=tenant,
-        new=pgbench_script(new_hundred, hundred, new_ids),
-        reused=pgbench_script(reused_hundred, hundred, {}),
+        new=pgbench_script(new_hundred, hundred, new_ids | batch_ids(created, 0)),
+        reused=pgbench_script(reused_hundred, hundred, new_ids | batch_ids(reused, 1)),
     )
 
 

@@ -138,3 +138,53 @@ class Enrichment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.field} for {self.person_id} ({self.status})"
+
+
+class EnrichmentBatch(models.Model):
+    """What one batch or bulk request returned. Its counts are read from its enrichments (see
+    enrichment.selectors.enrichment_batches_summarize), so they are never out of date;
+    `completed_at` is set by the transaction that ends its last pending enrichment."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="enrichment_batches"
+    )
+    field = models.CharField(max_length=10, choices=Field.choices)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["organization", "-created_at", "-id"], name="enrichment_batch_org_recent"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.field} batch {self.pk}"
+
+
+class EnrichmentBatchItem(models.Model):
+    """One enrichment of a batch, at its place in the request. A membership table rather than an
+    id array so it works on SQLite too; indexed by enrichment, so a settlement finds the batches
+    its enrichments belong to without looking at any other batch."""
+
+    batch = models.ForeignKey(
+        EnrichmentBatch, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
+    enrichment = models.ForeignKey(Enrichment, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveIntegerField()
+    # Reused from an earlier request: its charge, if any, belongs to the batch that created it.
+    reused = models.BooleanField()
+
+    class Meta:
+        constraints = [
+            # Also the index that reads a batch's items in order.
+            models.UniqueConstraint(fields=["batch", "position"], name="one_item_per_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id} #{self.position}"

@@ -1,3 +1,6 @@
+from typing import Any
+
+from django.conf import settings
 from rest_framework import serializers
 
 from enrichment.models import Enrichment, Field, Status
@@ -50,9 +53,81 @@ class EnrichmentOut(serializers.ModelSerializer):
         return enrichment.error or None
 
 
-class BatchEnrichmentIn(serializers.Serializer):
-    personIds = serializers.ListField(child=UUID4Field(), min_length=1, max_length=100)
+def _max_age_field() -> serializers.IntegerField:
+    return serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=settings.ENRICHMENT_MAX_AGE_LIMIT,
+        help_text="Seconds: a finished enrichment older than this is not reused (0: none is).",
+    )
+
+
+class MaxAgeIn(serializers.Serializer):
+    maxAge = _max_age_field()
+
+
+class BatchEnrichmentIn(MaxAgeIn):
+    personIds = serializers.ListField(
+        child=UUID4Field(), min_length=1, max_length=settings.ENRICHMENT_BATCH_MAX_PERSONS
+    )
     field = serializers.ChoiceField(choices=Field.choices)
+
+
+class BulkEnrichmentIn(MaxAgeIn):
+    """Either `personIds` or `search` (with an optional `limit`)."""
+
+    field = serializers.ChoiceField(choices=Field.choices)
+    personIds = serializers.ListField(
+        child=UUID4Field(),
+        min_length=1,
+        max_length=settings.ENRICHMENT_BULK_MAX_PERSONS,
+        required=False,
+    )
+    search = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=200,
+        help_text="As GET /api/v1/persons?search= (blank: every person), newest first.",
+    )
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=settings.ENRICHMENT_BULK_MAX_PERSONS
+    )
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if ("personIds" in data) == ("search" in data):
+            raise serializers.ValidationError("Send either personIds or search, not both.")
+        if "limit" in data and "search" not in data:
+            raise serializers.ValidationError({"limit": "A limit goes with a search."})
+        return data
+
+
+class EstimateOut(serializers.Serializer):
+    persons = serializers.IntegerField()
+    reused = serializers.IntegerField()
+    new = serializers.IntegerField()
+    creditsRequired = serializers.IntegerField(source="credits_required")
+    creditsAvailable = serializers.IntegerField(source="credits_available")
+    sufficient = serializers.BooleanField()
+
+
+class EnrichmentBatchOut(serializers.Serializer):
+    id = serializers.UUIDField(source="batch.id")
+    createdAt = serializers.DateTimeField(source="batch.created_at")
+    field = serializers.CharField(source="batch.field")
+    total = serializers.IntegerField()
+    pending = serializers.IntegerField(source="by_status.pending")
+    finished = serializers.IntegerField(source="by_status.finished")
+    found = serializers.IntegerField()
+    failed = serializers.IntegerField(source="by_status.failed")
+    timeout = serializers.IntegerField(source="by_status.timeout")
+    cancelled = serializers.IntegerField(source="by_status.cancelled")
+    creditsCharged = serializers.IntegerField(
+        source="credits_charged",
+        help_text="Charged for the enrichments this batch created; reused ones cost nothing.",
+    )
+    completedAt = serializers.DateTimeField(source="batch.completed_at", allow_null=True)
+    enrichmentIds = serializers.ListField(child=serializers.UUIDField(), source="enrichment_ids")
 
 
 class FieldQuery(serializers.Serializer):

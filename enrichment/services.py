@@ -4,7 +4,7 @@ credit row lock before it touches enrichment rows, so money and status always mo
 import logging
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -13,9 +13,10 @@ from functools import partial, update_wrapper
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from credits.selectors import credit_account_get
 from credits.services import (
     Charge,
     credit_account_lock,
@@ -23,14 +24,27 @@ from credits.services import (
     credits_release,
     credits_reserve,
 )
-from enrichment.models import REUSABLE_STATUSES, Enrichment, GlobalEnrichment, Status
+from enrichment.models import (
+    Enrichment,
+    EnrichmentBatch,
+    EnrichmentBatchItem,
+    GlobalEnrichment,
+    Status,
+)
 from enrichment.providers import LookupOutcome
 from enrichment.providers.base import FoundValue, PermanentProviderError, TransientProviderError
 from enrichment.queueing import enqueue_enrichments
-from enrichment.selectors import global_enrichments_fresh, lookup_key, subject_of
+from enrichment.selectors import (
+    BatchSummary,
+    enrichments_reusable,
+    global_enrichments_fresh,
+    lookup_key,
+    subject_of,
+)
 from enrichment_project.errors import InvalidState, NotFound, ValidationFailed
 from organizations.models import Organization
-from persons.models import ContactPoint, Person
+from persons.models import ContactPoint
+from persons.selectors import persons_list, persons_of
 from persons.services import contact_points_save
 
 logger = logging.getLogger(__name__)
@@ -40,34 +54,154 @@ def enrichment_price(field: str) -> int:
     return int(settings.ENRICHMENT_CREDIT_COSTS[field])
 
 
+@dataclass(frozen=True)
+class EnrichmentRequest:
+    """What a request got: one enrichment per distinct person in request order, the batch it
+    recorded (if asked to), and the credits it reserved and left available, read from the
+    locked credit row."""
+
+    enrichments: list[Enrichment]
+    batch: BatchSummary | None
+    credits_reserved: int
+    credits_available: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    persons: int
+    reused: int
+    new: int
+    credits_required: int
+    credits_available: int
+    sufficient: bool
+
+
 def enrichments_request(
     *,
     organization: Organization,
     user: AbstractBaseUser,
     person_ids: Sequence[uuid.UUID],
     field: str,
-) -> list[Enrichment]:
+    max_age: int | None = None,
+    record_batch: bool = False,
+) -> EnrichmentRequest:
     """One enrichment per distinct person, in the order first requested: the reusable one when it
-    exists, else a new pending one whose price is reserved. All or nothing; work is queued only
-    once the transaction has committed. Its statement count does not depend on len(person_ids)."""
+    exists (a finished one at most `max_age` seconds old), else a new pending one whose price is
+    reserved. All or nothing; work is queued only once the transaction has committed. Its
+    statement count does not depend on len(person_ids)."""
+    return _request(
+        organization=organization,
+        user=user,
+        field=field,
+        max_age=max_age,
+        record_batch=record_batch,
+        select_persons=partial(_known_person_ids, organization, person_ids),
+    )
+
+
+def enrichments_request_by_search(
+    *,
+    organization: Organization,
+    user: AbstractBaseUser,
+    search: str,
+    limit: int | None,
+    field: str,
+    max_age: int | None = None,
+) -> EnrichmentRequest:
+    """The batch semantics for the persons a person search lists, newest first: the first
+    `limit` of them, or, without a limit, all of them when they are at most
+    ENRICHMENT_BULK_MAX_PERSONS (more is refused rather than silently cut)."""
+    return _request(
+        organization=organization,
+        user=user,
+        field=field,
+        max_age=max_age,
+        record_batch=True,
+        select_persons=partial(_searched_person_ids, organization, search, limit),
+    )
+
+
+def enrichments_estimate(
+    *,
+    organization: Organization,
+    person_ids: Sequence[uuid.UUID],
+    field: str,
+    max_age: int | None = None,
+) -> Estimate:
+    """What the same batch request would reserve now; reads only, so nothing is created,
+    superseded, reserved or queued."""
+    distinct_ids = _known_person_ids(organization, person_ids)
+    reusable, _stale = enrichments_reusable(
+        organization=organization, person_ids=distinct_ids, field=field, max_age=max_age
+    )
+    new = len(distinct_ids) - len(reusable)
+    required = new * enrichment_price(field)
+    available = credit_account_get(organization=organization).available
+    return Estimate(
+        persons=len(distinct_ids),
+        reused=len(reusable),
+        new=new,
+        credits_required=required,
+        credits_available=available,
+        sufficient=required <= available,
+    )
+
+
+def _known_person_ids(
+    organization: Organization, person_ids: Sequence[uuid.UUID]
+) -> list[uuid.UUID]:
+    """The distinct ids in request order; a 400 listing those not of this organization."""
     distinct_ids = list(dict.fromkeys(person_ids))
+    known_ids = set(
+        persons_of(organization=organization)
+        .filter(pk__in=distinct_ids)
+        .values_list("pk", flat=True)
+    )
+    unknown_ids = [str(pk) for pk in distinct_ids if pk not in known_ids]
+    if unknown_ids:
+        raise ValidationFailed(
+            f"{len(unknown_ids)} person id(s) are unknown in this organization.",
+            {"unknownPersonIds": unknown_ids},
+        )
+    return distinct_ids
+
+
+def _searched_person_ids(
+    organization: Organization, search: str, limit: int | None
+) -> list[uuid.UUID]:
+    most = settings.ENRICHMENT_BULK_MAX_PERSONS
+    # One more than allowed tells "too many" apart from "exactly the maximum" in one statement.
+    ids = list(
+        persons_list(organization=organization, search=search)
+        .order_by("-created_at", "-id")
+        .values_list("pk", flat=True)[: limit or most + 1]
+    )
+    if not ids:
+        raise ValidationFailed("The search matches no person.", {"search": search})
+    if len(ids) > most:
+        raise ValidationFailed(
+            f"The search matches more than {most} persons; narrow it or set a limit.",
+            {"search": search, "maxItems": most},
+        )
+    return ids
+
+
+def _request(
+    *,
+    organization: Organization,
+    user: AbstractBaseUser,
+    field: str,
+    max_age: int | None,
+    record_batch: bool,
+    select_persons: Callable[[], list[uuid.UUID]],
+) -> EnrichmentRequest:
     price = enrichment_price(field)
     with transaction.atomic(durable=True):
         # The lock serializes requests of one organization, so two of them can never both see
         # "no reusable enrichment" for the same person and field.
         account = credit_account_lock(organization_id=organization.pk)
-        known_ids = set(
-            Person.objects.filter(organization=organization, pk__in=distinct_ids).values_list(
-                "pk", flat=True
-            )
-        )
-        unknown_ids = [str(pk) for pk in distinct_ids if pk not in known_ids]
-        if unknown_ids:
-            raise ValidationFailed(
-                f"{len(unknown_ids)} person id(s) are unknown in this organization.",
-                {"unknownPersonIds": unknown_ids},
-            )
-        reusable = _reusable_enrichments(organization, distinct_ids, field)
+        distinct_ids = select_persons()
+        reusable = _reusable_enrichments(organization, distinct_ids, field, max_age)
         new = [
             Enrichment(
                 organization=organization,
@@ -89,8 +223,47 @@ def enrichments_request(
                     "A requested person changed during the request; retry."
                 ) from error
             _enqueue_on_commit([enrichment.pk for enrichment in new])
-    by_person = reusable | {enrichment.person_id: enrichment for enrichment in new}
-    return [by_person[person_id] for person_id in distinct_ids]
+        by_person = reusable | {enrichment.person_id: enrichment for enrichment in new}
+        enrichments = [by_person[person_id] for person_id in distinct_ids]
+        batch = (
+            _batch_record(organization, user, field, enrichments, reused=reusable.keys())
+            if record_batch
+            else None
+        )
+    return EnrichmentRequest(
+        enrichments=enrichments,
+        batch=batch,
+        credits_reserved=price * len(new),
+        credits_available=account.available,
+    )
+
+
+def _batch_record(
+    organization: Organization,
+    user: AbstractBaseUser,
+    field: str,
+    enrichments: list[Enrichment],
+    reused: Collection[uuid.UUID],
+) -> BatchSummary:
+    """Records the batch and its items (two statements whatever its size) and summarizes it from
+    the rows in hand: under the credit row lock nothing else can change their status."""
+    batch = EnrichmentBatch(organization=organization, field=field, created_by=user)
+    summary = BatchSummary(batch=batch)
+    for enrichment in enrichments:
+        summary.add(enrichment, reused=enrichment.person_id in reused)
+    if not summary.by_status[Status.PENDING]:
+        batch.completed_at = timezone.now()
+    batch.save(force_insert=True)
+    EnrichmentBatchItem.objects.bulk_create(
+        EnrichmentBatchItem(
+            batch=batch,
+            enrichment=enrichment,
+            position=position,
+            reused=enrichment.person_id in reused,
+        )
+        for position, enrichment in enumerate(enrichments)
+    )
+    return summary
 
 
 def _enqueue_on_commit(enrichment_ids: list[uuid.UUID], countdown: float = 0) -> None:
@@ -103,28 +276,47 @@ def _enqueue_on_commit(enrichment_ids: list[uuid.UUID], countdown: float = 0) ->
 
 
 def _reusable_enrichments(
-    organization: Organization, person_ids: list[uuid.UUID], field: str
+    organization: Organization, person_ids: list[uuid.UUID], field: str, max_age: int | None
 ) -> dict[uuid.UUID, Enrichment]:
-    candidates = Enrichment.objects.filter(
-        organization=organization,
-        person_id__in=person_ids,
-        field=field,
-        status__in=REUSABLE_STATUSES,
-        superseded_at__isnull=True,
+    reusable, stale = enrichments_reusable(
+        organization=organization, person_ids=person_ids, field=field, max_age=max_age
     )
-    max_age = settings.ENRICHMENT_REUSE_MAX_AGE
-    if max_age is None:
-        return {enrichment.person_id: enrichment for enrichment in candidates}
-    oldest_reusable = timezone.now() - timedelta(seconds=max_age)
-    reusable, stale = {}, []
-    for enrichment in candidates:
-        if enrichment.status == Status.FINISHED and enrichment.finished_at < oldest_reusable:
-            stale.append(enrichment.pk)
-        else:
-            reusable[enrichment.person_id] = enrichment
     if stale:
+        # Superseded keeps the partial unique index true for the new one, without changing a
+        # final status.
         Enrichment.objects.filter(pk__in=stale).update(superseded_at=timezone.now())
     return reusable
+
+
+def enrichment_batches_complete(*, ended_ids: Collection[uuid.UUID]) -> list[EnrichmentBatch]:
+    """Sets `completed_at` on the open batches holding any of `ended_ids` that have no other
+    pending enrichment, and returns them. Called in the transaction that ends those enrichments,
+    which holds the organization's credit row lock, as every change of an enrichment's status
+    does: two of them never both see the other's last enrichment still pending. Only the batches
+    of `ended_ids` are looked at, through the items' enrichment index. The time is read under the
+    lock, so it is never before the end of any enrichment of the batch."""
+    if not ended_ids:
+        return []
+    now = timezone.now()
+    ended_ids = list(ended_ids)
+    still_pending = EnrichmentBatchItem.objects.filter(
+        batch=OuterRef("pk"), enrichment__status=Status.PENDING
+    ).exclude(enrichment_id__in=ended_ids)
+    completed = list(
+        EnrichmentBatch.objects.filter(
+            completed_at__isnull=True,
+            pk__in=EnrichmentBatchItem.objects.filter(enrichment_id__in=ended_ids).values(
+                "batch_id"
+            ),
+        ).exclude(Exists(still_pending))
+    )
+    if completed:
+        EnrichmentBatch.objects.filter(pk__in=[batch.pk for batch in completed]).update(
+            completed_at=now
+        )
+        for batch in completed:
+            batch.completed_at = now
+    return completed
 
 
 def enrichments_release_for_deletion(*, enrichments: QuerySet[Enrichment]) -> None:
@@ -134,8 +326,10 @@ def enrichments_release_for_deletion(*, enrichments: QuerySet[Enrichment]) -> No
     pending = enrichments.filter(status=Status.PENDING)
     for organization_id in sorted(set(pending.values_list("organization_id", flat=True))):
         account = credit_account_lock(organization_id=organization_id)
-        prices = pending.filter(organization_id=organization_id).values_list("price", flat=True)
-        credits_release(account=account, amount=sum(prices))
+        rows = list(pending.filter(organization_id=organization_id).values_list("pk", "price"))
+        credits_release(account=account, amount=sum(price for _, price in rows))
+        # Their batches may have been waiting for nothing else.
+        enrichment_batches_complete(ended_ids=[pk for pk, _ in rows])
 
 
 # --- Worker side ------------------------------------------------------------------------------
@@ -260,6 +454,7 @@ def _settle_for_organization(
             enrichment.credits_charged = enrichment.price
         credits_release(account=account, amount=released)
         _save_settled(pending)
+        enrichment_batches_complete(ended_ids=[enrichment.pk for enrichment in pending])
     return pending
 
 
@@ -425,6 +620,7 @@ def enrichments_requeue_timed_out(
                 updated_at=now,
             )
             credits_release(account=account, amount=sum(price for _, price in rows))
+            enrichment_batches_complete(ended_ids=ids)
         timed_out.extend(ids)
     return RequeueReport(requeued=requeued, timed_out=timed_out, dry_run=False)
 

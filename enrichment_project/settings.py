@@ -169,6 +169,11 @@ ENRICHMENT_CREDIT_COSTS: dict[str, int] = env.json(
 # Seconds after which a finished enrichment is no longer reused; unset means reused forever.
 ENRICHMENT_REUSE_MAX_AGE: int | None = env.int("ENRICHMENT_REUSE_MAX_AGE", default=None)
 ENRICHMENT_BATCH_MAX_PERSONS = 100
+# --- Enrichment batches and bulk ---
+# Persons of one bulk request (by ids or by search), all enriched in one transaction.
+ENRICHMENT_BULK_MAX_PERSONS = 1000
+# The longest maxAge a request may send (100 years), so the cutoff date stays representable.
+ENRICHMENT_MAX_AGE_LIMIT = 100 * 365 * 24 * 3600
 PERSONS_BULK_MAX = 1000
 
 # --- Persons CSV import -----------------------------------------------------------------------

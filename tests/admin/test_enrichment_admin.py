@@ -80,7 +80,7 @@ def test_list_searches_by_person_name_company_domain_and_ids(
         user=tenant.user,
         person_ids=[ada.pk, grace.pk],
         field="emails",
-    )
+    ).enrichments
 
     assert listed(admin_client, q="Ada Lovelace") == ids(by_ada)
     assert listed(admin_client, q="hopper") == ids(by_grace)

@@ -77,4 +77,5 @@ def request_enrichments(tenant, people, field: str = "emails") -> list[Enrichmen
         user=tenant.user,
         person_ids=[person.pk for person in people],
         field=field,
-    )
+        record_batch=True,
+    ).enrichments

@@ -231,8 +231,10 @@ def test_batch_statement_count_does_not_grow_with_batch_size(make_tenant):
     new_one, new_hundred = _statements(one, single), _statements(hundred, many)
     reused_one, reused_hundred = _statements(one, single), _statements(hundred, many)
 
-    assert new_one == new_hundred <= 9
-    assert reused_one == reused_hundred <= 7
+    # Key, savepoint, credit lock, persons, reusable, reserve, enrichments, batch, its items,
+    # release; a request of reused enrichments only skips the reserve and the enrichments.
+    assert new_one == new_hundred <= 10
+    assert reused_one == reused_hundred <= 8
     print(
         f"statements: new 1={new_one} 100={new_hundred}; reused 1={reused_one} 100={reused_hundred}"
     )

@@ -5,7 +5,8 @@ from collections import Counter
 import pytest
 
 from credits.models import CreditAccount
-from enrichment.models import Enrichment, Status
+from enrichment.models import Enrichment, EnrichmentBatch, Status
+from enrichment.services import enrichment_end_unfound
 from tests.concurrency import run_concurrently
 from tests.enrichment.conftest import BATCH_URL, assert_ledger_invariants
 from tests.factories import PersonFactory
@@ -56,4 +57,28 @@ def test_many_small_batches_never_reserve_more_than_the_balance(make_tenant):
     account = CreditAccount.objects.get(organization=tenant.organization)
     assert (account.balance, account.reserved) == (25, 20)
     assert Enrichment.objects.filter(organization=tenant.organization).count() == 2
+    assert_ledger_invariants(tenant.organization)
+
+
+def test_enrichments_of_one_batch_settled_at_once_complete_it_after_the_last(make_tenant):
+    tenant = make_tenant(credits=100)
+    people = PersonFactory.create_batch(8, organization=tenant.organization)
+    response = tenant.client.post(
+        BATCH_URL, {"personIds": [str(p.pk) for p in people], "field": "emails"}, format="json"
+    )
+    enrichments = list(Enrichment.objects.filter(organization=tenant.organization))
+
+    # Each settlement sees the others' last enrichment either committed or not yet ended.
+    settled = run_concurrently(
+        [
+            lambda enrichment=enrichment: enrichment_end_unfound(
+                enrichment=enrichment, status=Status.FAILED, reason="provider_rejected_request"
+            )
+            for enrichment in enrichments
+        ]
+    )
+
+    assert all(isinstance(result, Enrichment) for result in settled)
+    batch = EnrichmentBatch.objects.get(pk=response["Enrichment-Batch-Id"])
+    assert batch.completed_at >= max(result.finished_at for result in settled)
     assert_ledger_invariants(tenant.organization)

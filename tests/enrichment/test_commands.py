@@ -29,7 +29,7 @@ def stuck(tenant: Tenant) -> Enrichment:
     person = PersonFactory(organization=tenant.organization)
     [enrichment] = enrichments_request(
         organization=tenant.organization, user=tenant.user, person_ids=[person.pk], field="phones"
-    )
+    ).enrichments
     Enrichment.objects.filter(pk=enrichment.pk).update(
         queued_at=timezone.now() - timedelta(seconds=TIMEOUT + 60)
     )
@@ -116,14 +116,14 @@ def test_requeue_with_max_attempts_zero_times_out_every_stuck_enrichment(
     tried = PersonFactory(organization=tenant.organization)
     [tried_twice] = enrichments_request(
         organization=tenant.organization, user=tenant.user, person_ids=[tried.pk], field="emails"
-    )
+    ).enrichments
     Enrichment.objects.filter(pk=tried_twice.pk).update(
         attempts=2, queued_at=timezone.now() - timedelta(seconds=TIMEOUT + 60)
     )
     recent = PersonFactory(organization=tenant.organization)
     [fresh] = enrichments_request(
         organization=tenant.organization, user=tenant.user, person_ids=[recent.pk], field="emails"
-    )
+    ).enrichments
 
     out = run_json("requeue_timed_out_enrichments", "--max-attempts", "0")
 

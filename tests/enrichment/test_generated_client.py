@@ -33,7 +33,11 @@ def generated(
     database comes first so that it is torn down after the live server's connection.)"""
     tmp_path = tmp_path_factory.mktemp("client")
     config = tmp_path / "config.yaml"
-    config.write_text("post_hooks: []\n")  # the generated code is imported, not formatted
+    # The generated code is imported, not formatted; the CSV import's text/csv body is sent as
+    # a file, the way a user of the generator configures it (it knows no text/csv).
+    config.write_text(
+        "post_hooks: []\ncontent_type_overrides:\n  text/csv: application/octet-stream\n"
+    )
     generate = subprocess.run(
         [
             GENERATOR,
@@ -66,17 +70,14 @@ def operation(name: str) -> ModuleType:
     return importlib.import_module(f"{PACKAGE}.api.v1.{name}")
 
 
-def settled(client: Any, batch: list[Any], timeout: float = 30) -> list[Any]:
-    """The batch's enrichments once none is pending. Polls each enrichment; with
-    `GET /api/v1/enrichment-batches/{id}` this becomes one call on the batch object (id from the
-    Enrichment-Batch-Id header) until its `completedAt` is set, returning its counts."""
-    models = importlib.import_module(f"{PACKAGE}.models")
-    retrieve = operation("v1_enrichments_retrieve")
+def settled(client: Any, batch_id: uuid.UUID, timeout: float = 30) -> Any:
+    """The batch object once its `completedAt` is set."""
+    retrieve = operation("v1_enrichment_batches_retrieve")
     deadline = time.monotonic() + timeout
     while True:
-        current = [retrieve.sync(client=client, enrichment_id=e.id) for e in batch]
-        if all(e.status != models.StatusEnum.PENDING for e in current):
-            return current
+        batch = retrieve.sync(client=client, batch_id=batch_id)
+        if batch.completed_at is not None:
+            return batch
         assert time.monotonic() < deadline, "the batch is still pending"
         time.sleep(0.1)
 
@@ -121,7 +122,14 @@ def test_a_generated_client_drives_a_batch_from_persons_to_charges(
     assert response.status_code == 200
     assert [e.entity_id for e in response.parsed] == [person.id for person in persons]
 
-    enrichments = settled(client, response.parsed)
+    batch = settled(client, uuid.UUID(response.headers["Enrichment-Batch-Id"]))
+    assert batch.enrichment_ids == [e.id for e in response.parsed]
+    assert (batch.total, batch.pending, batch.finished, batch.found) == (3, 0, 3, 2)
+    assert (batch.failed, batch.timeout, batch.cancelled, batch.credits_charged) == (0, 0, 0, 2)
+    enrichments = [
+        operation("v1_enrichments_retrieve").sync(client=client, enrichment_id=e.id)
+        for e in response.parsed
+    ]
     assert [e.status for e in enrichments] == [models.StatusEnum.FINISHED] * 3
     assert [e.data_found for e in enrichments] == [True, True, False]
     assert [e.credits_charged for e in enrichments] == [1, 1, 0]
@@ -144,6 +152,7 @@ def test_generated_response_models_type_no_field_the_server_always_sends_as_opti
     models = importlib.import_module(f"{PACKAGE}.models")
     responses = [
         models.EnrichmentOut,
+        models.EnrichmentBatchOut,
         models.FoundValueOut,
         models.PersonOut,
         models.ContactPointOut,

@@ -226,3 +226,37 @@ def test_unknown_enrichment_ids_in_a_job_are_ignored(make_tenant, worker):
     settled = wait_until_settled(tenant.organization)
 
     assert {e.status for e in settled.values()} == {Status.FINISHED}
+
+
+def test_worker_settlement_completes_the_batch_and_its_counts_follow(make_tenant, worker):
+    tenant = make_tenant(credits=100)
+    people = [
+        PersonFactory(organization=tenant.organization, company_domain=domain)
+        for domain in ("found.example", "notfound.example", "invalid.example")
+    ]
+
+    response = tenant.client.post(
+        "/api/v1/operations/enrichment/batch",
+        {"personIds": [str(p.pk) for p in people], "field": "phones"},
+        format="json",
+    )
+    wait_until_settled(tenant.organization)
+    batch = tenant.client.get(f"/api/v1/enrichment-batches/{response['Enrichment-Batch-Id']}")
+
+    assert batch.json() | {"createdAt": None, "completedAt": None} == {
+        "id": response["Enrichment-Batch-Id"],
+        "createdAt": None,
+        "field": "phones",
+        "total": 3,
+        "pending": 0,
+        "finished": 2,
+        "found": 1,
+        "failed": 1,
+        "timeout": 0,
+        "cancelled": 0,
+        "creditsCharged": 10,
+        "completedAt": None,
+        "enrichmentIds": [item["id"] for item in response.json()],
+    }
+    assert batch.json()["completedAt"] >= batch.json()["createdAt"]
+    assert_ledger_invariants(tenant.organization)

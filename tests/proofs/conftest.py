@@ -5,7 +5,7 @@ import pytest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
-from enrichment.models import Enrichment, Status
+from enrichment.models import Enrichment, EnrichmentBatch, Status
 from enrichment.providers.base import FoundValue
 from enrichment.services import enrichment_complete, enrichment_end_unfound
 from persons.models import Person
@@ -27,14 +27,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @dataclass
 class Stocked:
-    """A tenant with persons, found contact points, ledger entries and an enrichment in each
-    kind of state: `pending`, `finished` (data found, charged) and `failed` (released)."""
+    """A tenant with persons, found contact points, ledger entries, an enrichment in each kind
+    of state: `pending`, `finished` (data found, charged) and `failed` (released), and the
+    batches that requested them."""
 
     tenant: Tenant
     persons: list[Person]
     pending: Enrichment
     finished: Enrichment
     failed: Enrichment
+    batches: list[EnrichmentBatch]
 
     @property
     def enrichments(self) -> list[Enrichment]:
@@ -43,7 +45,7 @@ class Stocked:
     @property
     def ids(self) -> list[str]:
         """The ids of the organization and its objects, as a response would show them."""
-        objects = [self.tenant.organization, *self.persons, *self.enrichments]
+        objects = [self.tenant.organization, *self.persons, *self.enrichments, *self.batches]
         return [str(obj.pk) for obj in objects]
 
 
@@ -63,7 +65,8 @@ def make_stocked_tenant(make_tenant: Callable[..., Tenant]) -> Callable[..., Sto
         failed = enrichment_end_unfound(
             enrichment=failed, status=Status.FAILED, reason="invalid_request"
         )
-        return Stocked(tenant, persons, pending, finished, failed)
+        batches = list(EnrichmentBatch.objects.filter(organization=tenant.organization))
+        return Stocked(tenant, persons, pending, finished, failed, batches)
 
     return make
 

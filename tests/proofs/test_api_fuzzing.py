@@ -63,6 +63,7 @@ def cases_with_stored_ids(
     ids = {
         "person_id": [str(person.pk) for person in stocked.persons],
         "enrichment_id": [str(enrichment.pk) for enrichment in stocked.enrichments],
+        "batch_id": [str(batch.pk) for batch in stocked.batches],
     }
     for name in case.path_parameters or {}:
         case.path_parameters[name] = draw(st.sampled_from(ids[name]))

@@ -1,7 +1,8 @@
 """A stateful model of an organization's money, driven through the enrichment services in any
 order: grants and adjustments, reservations, charges, releases, cancellations, worker claims,
 re-queues and time-outs, and every duplicate or late settlement a re-delivered job can cause.
-After each step the stored figures must equal the model's and satisfy the SPEC's invariants."""
+After each step the stored figures must equal the model's and satisfy the SPEC's invariants,
+and every batch must be complete exactly when none of its enrichments is pending."""
 
 import uuid
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from hypothesis.stateful import (
 
 from credits.models import CreditAccount
 from credits.services import InsufficientCredits, credits_grant
-from enrichment.models import Enrichment, Field, Status
+from enrichment.models import Enrichment, EnrichmentBatch, Field, Status
 from enrichment.providers.base import FoundValue
 from enrichment.services import (
     enrichment_cancel,
@@ -71,6 +72,8 @@ class CreditLedgerMachine(RuleBasedStateMachine):
         )
         self.balance = 0
         self.expected: dict[uuid.UUID, Expected] = {}
+        # The enrichment ids of each batch recorded.
+        self.batches: dict[uuid.UUID, list[uuid.UUID]] = {}
 
     @property
     def reserved(self) -> int:
@@ -130,14 +133,19 @@ class CreditLedgerMachine(RuleBasedStateMachine):
             "user": self.user,
             "person_ids": [self.persons[pick].pk for pick in picks],
             "field": field,
+            "record_batch": True,
         }
         if required > self.available:
             with pytest.raises(InsufficientCredits) as refused:
                 enrichments_request(**request)
             assert refused.value.details == {"required": required, "available": self.available}
             return multiple()
-        returned = enrichments_request(**request)
+        requested = enrichments_request(**request)
+        returned = requested.enrichments
         assert [e.person_id for e in returned] == person_ids
+        assert requested.credits_reserved == required
+        assert requested.credits_available == self.available - required
+        self.batches[requested.batch.batch.pk] = [e.pk for e in returned]
         new = [e for e in returned if e.person_id not in reusable]
         assert all(e.pk == reusable[e.person_id] for e in returned if e.person_id in reusable)
         for enrichment in new:
@@ -221,6 +229,17 @@ class CreditLedgerMachine(RuleBasedStateMachine):
             pk: (status, attempts)
             for pk, status, attempts in stored.values_list("pk", "status", "attempts")
         } == {pk: (e.status, e.attempts) for pk, e in self.expected.items()}
+
+    @invariant()
+    def a_batch_is_complete_exactly_when_none_of_its_enrichments_is_pending(self) -> None:
+        stored = EnrichmentBatch.objects.filter(organization=self.organization)
+        assert {
+            pk: completed_at is not None
+            for pk, completed_at in stored.values_list("pk", "completed_at")
+        } == {
+            pk: all(self.expected[e].status != Status.PENDING for e in ids)
+            for pk, ids in self.batches.items()
+        }
 
 
 def test_credit_ledger_matches_its_model_after_any_sequence_of_enrichment_operations(

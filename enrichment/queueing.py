@@ -1,3 +1,4 @@
+import logging
 import uuid
 from collections.abc import Sequence
 
@@ -6,6 +7,8 @@ from django.conf import settings
 from enrichment_project.celery import app
 
 PROCESS_ENRICHMENTS_TASK = "enrichment.process_enrichments"
+
+logger = logging.getLogger(__name__)
 
 
 def enqueue_enrichments(enrichment_ids: Sequence[uuid.UUID], countdown: float = 0) -> None:
@@ -22,3 +25,10 @@ def enqueue_enrichments(enrichment_ids: Sequence[uuid.UUID], countdown: float = 
                 countdown=countdown or None,
                 producer=producer,
             )
+    logger.info(
+        "Queued %d enrichments in %d jobs, to run in %.1f s",
+        len(ids),
+        -(-len(ids) // size),
+        countdown,
+        extra={"enrichment_ids": ids},
+    )

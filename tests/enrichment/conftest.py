@@ -1,6 +1,8 @@
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
+from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 
 from credits.models import CreditAccount, CreditTransaction
@@ -59,3 +61,30 @@ def request_enrichments(tenant, people, field: str = "emails") -> list[Enrichmen
         person_ids=[person.pk for person in people],
         field=field,
     )
+
+
+@pytest.fixture
+def fast_providers(settings) -> None:
+    settings.ENRICHMENT_PROVIDER_TIMEOUT = 0.2
+    settings.ENRICHMENT_RETRY_BACKOFF_SECONDS = 0.05
+    settings.ENRICHMENT_RETRY_BACKOFF_MAX_SECONDS = 0.2
+    settings.ENRICHMENT_MAX_ATTEMPTS = 3
+
+
+@pytest.fixture
+def worker(fast_providers, enrichment_queue) -> Iterator[None]:
+    """A real worker consuming the test broker. Several threads, so duplicated jobs and retries
+    really run side by side."""
+    with start_worker(
+        app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30
+    ):
+        yield
+
+
+def wait_until_settled(organization, timeout: float = 30) -> dict[str, Enrichment]:
+    deadline = time.monotonic() + timeout
+    enrichments = Enrichment.objects.filter(organization=organization)
+    while enrichments.filter(status=Status.PENDING).exists():
+        assert time.monotonic() < deadline, "enrichments still pending"
+        time.sleep(0.05)
+    return {e.person.company_domain: e for e in enrichments.select_related("person")}

@@ -3,7 +3,6 @@
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -22,36 +21,14 @@ from enrichment.services import (
 from enrichment_project.celery import app
 from persons.models import ContactPoint
 from tests.concurrency import run_concurrently
-from tests.enrichment.conftest import assert_ledger_invariants, request_enrichments
+from tests.enrichment.conftest import (
+    assert_ledger_invariants,
+    request_enrichments,
+    wait_until_settled,
+)
 from tests.factories import PersonFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def fast_providers(settings) -> None:
-    settings.ENRICHMENT_PROVIDER_TIMEOUT = 0.2
-    settings.ENRICHMENT_RETRY_BACKOFF_SECONDS = 0.05
-    settings.ENRICHMENT_RETRY_BACKOFF_MAX_SECONDS = 0.2
-    settings.ENRICHMENT_MAX_ATTEMPTS = 3
-
-
-@pytest.fixture
-def worker(fast_providers, enrichment_queue) -> Iterator[None]:
-    # Several threads, so duplicated jobs and retries really run side by side.
-    with start_worker(
-        app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30
-    ):
-        yield
-
-
-def wait_until_settled(organization, timeout: float = 30) -> dict[str, Enrichment]:
-    deadline = time.monotonic() + timeout
-    enrichments = Enrichment.objects.filter(organization=organization)
-    while enrichments.filter(status=Status.PENDING).exists():
-        assert time.monotonic() < deadline, "enrichments still pending"
-        time.sleep(0.05)
-    return {e.person.company_domain: e for e in enrichments.select_related("person")}
 
 
 def test_batch_ends_finished_with_contact_points_and_exact_charges(make_tenant, worker):

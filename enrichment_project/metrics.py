@@ -152,15 +152,28 @@ def metrics_exporter_start(*, port: int, token: str) -> ThreadingWSGIServer:
 
 
 def metrics_dir_reset() -> None:
-    """Empties the samples directory when a server or worker starts: files left by processes of a
-    previous run would otherwise be summed forever."""
+    """Run when a server or worker starts (before it forks its processes): removes the samples of
+    processes that are no longer running, which a previous run left and a scrape would otherwise
+    sum forever. Files of running processes stay, so a web server and a worker may share the
+    directory on one host (`make run`); a file's name ends with its process id."""
     directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
     if not directory:
         return
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
-        if name.endswith(".db"):
+        stem, _, pid = name.removesuffix(".db").rpartition("_")
+        if stem and pid.isdigit() and not _running(int(pid)):
             os.remove(os.path.join(directory, name))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def metrics_process_dead(pid: int) -> None:

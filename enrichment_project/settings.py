@@ -173,6 +173,9 @@ LOGGING = {
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # A worker with WORKER_METRICS_PORT serves its processes' metrics on that port (GET /metrics).
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=None)
+# Task events feed Flower (its dashboard and /metrics); off unless a Flower listens.
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=False)
+CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
 SENTRY_DSN = env.str("SENTRY_DSN", default="")
 if SENTRY_DSN:
     from enrichment_project.sentry import sentry_init

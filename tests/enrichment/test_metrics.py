@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from credits.services import credit_account_lock, credits_reserve
 from enrichment.models import Enrichment
-from enrichment_project.metrics import MULTIPROC_DIR_VARIABLE, metrics_dir_reset
+from enrichment_project.metrics import (
+    MULTIPROC_DIR_VARIABLE,
+    metrics_dir_reset,
+    metrics_exporter_start,
+)
 from tests.enrichment.conftest import BATCH_URL, request_enrichments, wait_until_settled
 from tests.factories import PersonFactory
 
@@ -193,3 +199,20 @@ def test_metrics_token_is_required_when_set(db, settings):
         assert response["WWW-Authenticate"] == "Bearer"
 
     assert scrape(client, HTTP_AUTHORIZATION="Bearer scrape-me-7f3a")
+
+
+def test_the_worker_exporter_serves_its_processes_metrics_behind_the_token():
+    server = metrics_exporter_start(port=0, token="worker-scrape-1")
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=5)
+        assert refused.value.code == 401
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer worker-scrape-1"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            names = {f.name for f in text_string_to_metric_families(response.read().decode())}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert {"enrichment_ended", "enrichment_provider_requests"} <= names
+    assert "enrichment_pending" not in names  # the API's /metrics has the database gauges

@@ -26,22 +26,10 @@ from enrichment_project.metrics import (
     metrics_exporter_start,
 )
 from tests.enrichment.conftest import BATCH_URL, request_enrichments, wait_until_settled
+from tests.enrichment.prometheus import INCREMENT, Samples, labels, scrape
 from tests.factories import PersonFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(client: Client | None = None, **headers: str) -> Samples:
-    response = (client or Client()).get("/metrics", **headers)
-    assert response.status_code == 200, response.content
-    assert response["Content-Type"].startswith("text/plain")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.content.decode())
-        for sample in family.samples
-    }
 
 
 def deltas(before: Samples, after: Samples, *names: str) -> Counter:
@@ -51,10 +39,6 @@ def deltas(before: Samples, after: Samples, *names: str) -> Counter:
         if key[0] in names and value != before.get(key, 0):
             grown[key] = value - before.get(key, 0)
     return grown
-
-
-def labels(**values: str) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(values.items()))
 
 
 def test_counters_move_by_what_a_real_worker_did_for_one_batch(make_tenant, worker):
@@ -153,15 +137,6 @@ def test_a_rolled_back_reservation_moves_no_counter(make_tenant):
         )
 
     assert scrape()[key] - before == 2
-
-
-INCREMENT = """
-import django
-django.setup()
-from enrichment_project.metrics import CREDITS_CHARGED, ENRICHMENTS_CREATED
-ENRICHMENTS_CREATED.labels(field="phones").inc({amount})
-CREDITS_CHARGED.inc({amount} * 10)
-"""
 
 
 def test_one_scrape_sums_the_samples_of_every_process(tmp_path: Path, monkeypatch):

@@ -1,4 +1,5 @@
 import logging
+import math
 import uuid
 from collections.abc import Sequence
 
@@ -15,6 +16,8 @@ def enqueue_enrichments(enrichment_ids: Sequence[uuid.UUID], countdown: float = 
     """Publishes the ids in chunks over one broker connection: a batch of 100 costs a handful of
     messages, while each id is still claimed, retried and recovered on its own by the task."""
     ids = [str(pk) for pk in enrichment_ids]
+    if not ids:
+        return
     size = settings.ENRICHMENT_TASK_CHUNK_SIZE
     with app.producer_or_acquire() as producer:
         for start in range(0, len(ids), size):
@@ -28,7 +31,7 @@ def enqueue_enrichments(enrichment_ids: Sequence[uuid.UUID], countdown: float = 
     logger.info(
         "Queued %d enrichments in %d jobs, to run in %.1f s",
         len(ids),
-        -(-len(ids) // size),
+        math.ceil(len(ids) / size),
         countdown,
         extra={"enrichment_ids": ids},
     )

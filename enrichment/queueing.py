@@ -29,7 +29,7 @@ def enqueue_enrichments(enrichment_ids: Sequence[uuid.UUID], countdown: float = 
                 producer=producer,
             )
     logger.info(
-        "Queued %d enrichments in %d jobs, to run in %.1f s",
+        "Queued %d enrichments in %d jobs, to run in %.2f s",
         len(ids),
         math.ceil(len(ids) / size),
         countdown,

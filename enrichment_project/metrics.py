@@ -24,6 +24,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    disable_created_metrics,
     make_wsgi_app,
     multiprocess,
 )
@@ -32,6 +33,8 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# Multi-process mode has no `_created` series; without them one process serves the same ones.
+disable_created_metrics()
 
 HTTP_REQUESTS = Counter(
     "enrichment_http_requests_total",

@@ -32,34 +32,46 @@ sentry_sdk.flush(timeout=10)
 """
 
 
-def envelope_items(body: bytes) -> list[dict]:
-    """The JSON items of a Sentry envelope: a header line, then (item header, payload) pairs."""
-    lines = body.splitlines()
-    return [json.loads(line) for line in lines[2::2]]
+# A job whose database is unreachable fails inside the task.
+RUN_A_FAILING_TASK = """
+import django, sentry_sdk
+django.setup()
+from enrichment.tasks import process_enrichments
+assert process_enrichments.apply(args=[["0b9a3c1e-5d7f-4e2a-9c8b-1f2e3d4c5b6a"]]).failed()
+sentry_sdk.flush(timeout=10)
+"""
 
 
-def test_an_unexpected_error_reaches_sentry_without_personal_data(httpserver: HTTPServer):
+def run_with_sentry(httpserver: HTTPServer, script: str) -> tuple[list[dict], bytes]:
+    """Runs `script` in a process with SENTRY_DSN pointing at `httpserver` and an unreachable
+    database; the error events the server received, and every byte it received."""
     httpserver.expect_request("/api/1/envelope/", method="POST").respond_with_data("{}")
     environment = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "enrichment_project.settings",
         "SENTRY_DSN": f"http://publickey@127.0.0.1:{httpserver.port}/1",
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/no_such_database_for_sentry_test",
     }
-
     subprocess.run(
-        [sys.executable, "-c", REQUEST_AN_UNPLANNED_ERROR],
+        [sys.executable, "-c", script],
         env=environment,
         cwd=settings.BASE_DIR,
         check=True,
         timeout=60,
     )
-
     bodies = []
     for request, _response in httpserver.log:
         body = request.get_data()
         if request.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
         bodies.append(body)
-    events = [item for body in bodies for item in envelope_items(body) if "exception" in item]
+    # An envelope: a header line, then pairs of (item header, item) lines.
+    items = [json.loads(line) for body in bodies for line in body.splitlines()[2::2]]
+    return [item for item in items if "exception" in item], b"".join(bodies)
+
+
+def test_an_unexpected_error_reaches_sentry_without_personal_data(httpserver: HTTPServer):
+    events, received = run_with_sentry(httpserver, REQUEST_AN_UNPLANNED_ERROR)
+
     assert events, "no error event reached the Sentry server"
     [event] = events
     exception = event["exception"]["values"][-1]
@@ -69,7 +81,7 @@ def test_an_unexpected_error_reaches_sentry_without_personal_data(httpserver: HT
     assert "sentry-trace-9" in json.dumps(event)  # the error log's message carries the request id
     # No API key (sentry-sdk keeps the header's name, "[Filtered]"), no body, no cookies, no
     # user, no local variables.
-    everything = b"".join(bodies).decode()
+    everything = received.decode()
     for personal in (API_KEY, "Lovelace", "Ada", "analytical.example", "cookie-must-not-leave"):
         assert personal not in everything
     headers = {name.lower(): value for name, value in event["request"]["headers"].items()}
@@ -78,3 +90,13 @@ def test_an_unexpected_error_reaches_sentry_without_personal_data(httpserver: HT
     assert "user" not in event
     frames = exception["stacktrace"]["frames"]
     assert frames and not any("vars" in frame for frame in frames)
+
+
+def test_a_failing_task_reaches_sentry_with_its_task_id(httpserver: HTTPServer):
+    events, _received = run_with_sentry(httpserver, RUN_A_FAILING_TASK)
+
+    assert events, "no error event reached the Sentry server"
+    [event] = events
+    assert event["exception"]["values"][-1]["type"] == "OperationalError"
+    assert event["tags"]["celery_task_id"]
+    assert event["extra"]["celery-job"]["task_name"] == "enrichment.process_enrichments"

@@ -33,15 +33,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def database_url_of_tests() -> str:
+    """The pytest database, for the servers started here: they see the rows tests commit."""
+    database = settings.DATABASES["default"]
+    return f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+
+
 @pytest.fixture
 def gunicorn(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen]]:
     samples = tmp_path / "metrics"
     samples.mkdir()
-    database = settings.DATABASES["default"]
     environment = os.environ | {
         MULTIPROC_DIR_VARIABLE: str(samples),
-        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
-        f"{database['NAME']}",
+        "DATABASE_URL": database_url_of_tests(),
     }
     # A process of an earlier run left samples behind.
     subprocess.run(
@@ -110,12 +114,10 @@ def prefork_worker(tmp_path: Path, enrichment_queue) -> Iterator[tuple[str, Path
     samples = tmp_path / "worker-metrics"
     samples.mkdir()
     port = free_port()
-    database = settings.DATABASES["default"]
     environment = os.environ | {
         MULTIPROC_DIR_VARIABLE: str(samples),
         "WORKER_METRICS_PORT": str(port),
-        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
-        f"{database['NAME']}",
+        "DATABASE_URL": database_url_of_tests(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         # Each job takes a while, so both children get some of them (prefetch is 1).
         "ENRICHMENT_SANDBOX_LATENCY_MS": "200",

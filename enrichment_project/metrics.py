@@ -99,7 +99,8 @@ class PendingCollector(Collector):
         now = timezone.now()
         rows = {field: (0, None) for field in settings.ENRICHMENT_CREDIT_COSTS}
         with connection.cursor() as cursor:
-            # The partial index on pending rows keeps this a scan of the backlog, not the table.
+            # Pending rows have a partial index (enrichment_pending_age) the planner can use to
+            # read only the backlog.
             cursor.execute(
                 "SELECT field, count(*), min(created_at) FROM enrichment_enrichment "
                 "WHERE status = 'pending' GROUP BY field"

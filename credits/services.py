@@ -17,6 +17,12 @@ from django.utils import timezone
 
 from credits.models import CreditAccount, CreditTransaction
 from enrichment_project.errors import ErrorCode, ServiceError, ValidationFailed
+from enrichment_project.metrics import (
+    CREDITS_CHARGED,
+    CREDITS_RELEASED,
+    CREDITS_RESERVED,
+    count_on_commit,
+)
 from organizations.models import Organization
 
 
@@ -65,6 +71,7 @@ def credits_reserve(*, account: CreditAccount, amount: int) -> None:
         raise InsufficientCredits(required=amount, available=account.available)
     if amount:
         _apply(account, reserved_delta=amount)
+        count_on_commit(CREDITS_RESERVED, amount)
 
 
 def credits_release(*, account: CreditAccount, amount: int) -> None:
@@ -72,6 +79,7 @@ def credits_release(*, account: CreditAccount, amount: int) -> None:
         raise ValueError(f"Cannot release {amount} of {account.reserved} reserved credits.")
     if amount:
         _apply(account, reserved_delta=-amount)
+        count_on_commit(CREDITS_RELEASED, amount)
 
 
 def credits_charge(*, account: CreditAccount, charges: Sequence[Charge]) -> list[CreditTransaction]:
@@ -96,6 +104,7 @@ def credits_charge(*, account: CreditAccount, charges: Sequence[Charge]) -> list
         )
     CreditTransaction.objects.bulk_create(entries)
     _apply(account, balance_delta=-total, reserved_delta=-total)
+    count_on_commit(CREDITS_CHARGED, total)
     return entries
 
 

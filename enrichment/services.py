@@ -4,7 +4,8 @@ credit row lock before it touches enrichment rows, so money and status always mo
 import logging
 import random
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -42,6 +43,7 @@ from enrichment.selectors import (
     subject_of,
 )
 from enrichment_project.errors import InvalidState, NotFound, ValidationFailed
+from enrichment_project.metrics import ENRICHMENTS_CREATED, ENRICHMENTS_ENDED, count_on_commit
 from organizations.models import Organization
 from persons.models import ContactPoint
 from persons.selectors import persons_list, persons_of
@@ -222,6 +224,7 @@ def _request(
                 raise InvalidState(
                     "A requested person changed during the request; retry."
                 ) from error
+            count_on_commit(ENRICHMENTS_CREATED, len(new), field=field)
             _enqueue_on_commit([enrichment.pk for enrichment in new])
         by_person = reusable | {enrichment.person_id: enrichment for enrichment in new}
         enrichments = [by_person[person_id] for person_id in distinct_ids]
@@ -455,7 +458,27 @@ def _settle_for_organization(
         credits_release(account=account, amount=released)
         _save_settled(pending)
         enrichment_batches_complete(ended_ids=[enrichment.pk for enrichment in pending])
+        ended = _count_ended((enrichment.field, enrichment.status) for enrichment in pending)
+    if pending:
+        # The line `grep <request id>` finds at the end of a batch.
+        logger.info(
+            "Settled %d enrichments: %s",
+            len(pending),
+            ", ".join(f"{count} {field} {status}" for (field, status), count in ended.items()),
+            extra={
+                "organization_id": str(organization_id),
+                "enrichment_ids": [str(enrichment.pk) for enrichment in pending],
+            },
+        )
     return pending
+
+
+def _count_ended(ended: Iterable[tuple[str, str]]) -> Counter[tuple[str, str]]:
+    """Counts enrichments that left pending, by (field, status), once the transaction commits."""
+    counts = Counter(ended)
+    for (field, status), count in counts.items():
+        count_on_commit(ENRICHMENTS_ENDED, count, field=field, status=status)
+    return counts
 
 
 SETTLED_FIELDS = [
@@ -609,9 +632,9 @@ def enrichments_requeue_timed_out(
             rows = list(
                 exhausted.filter(organization_id=organization_id)
                 .select_for_update(skip_locked=True)
-                .values_list("pk", "price")
+                .values_list("pk", "price", "field")
             )
-            ids = [pk for pk, _ in rows]
+            ids = [pk for pk, _, _ in rows]
             Enrichment.objects.filter(pk__in=ids).update(
                 status=Status.TIMEOUT,
                 error="timeout",
@@ -619,8 +642,9 @@ def enrichments_requeue_timed_out(
                 finished_at=now,
                 updated_at=now,
             )
-            credits_release(account=account, amount=sum(price for _, price in rows))
+            credits_release(account=account, amount=sum(price for _, price, _ in rows))
             enrichment_batches_complete(ended_ids=ids)
+            _count_ended((field, Status.TIMEOUT) for _, _, field in rows)
         timed_out.extend(ids)
     return RequeueReport(requeued=requeued, timed_out=timed_out, dry_run=False)
 

@@ -1,5 +1,6 @@
 """Celery tasks: thin wrappers that take ids and call services. Results live on the rows."""
 
+import contextvars
 import logging
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import cache
@@ -18,6 +19,7 @@ from enrichment.services import (
     enrichments_requeue_timed_out,
     enrichments_settle_lookups,
 )
+from enrichment_project.log_context import log_context_bound
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +47,19 @@ def process_enrichments(self: Task, enrichment_ids: list[str]) -> None:
     and settles the answers in short transactions as they arrive."""
     claimed = enrichments_claim(enrichment_ids=enrichment_ids, claim_token=self.request.id or "")
     lookups: dict[Future[LookupOutcome], Enrichment] = {
-        _lookup_pool().submit(waterfall_lookup, subject_of(enrichment.person), enrichment.field): (
-            enrichment
-        )
+        # Each lookup thread logs with the job's ids and its own enrichment's.
+        _lookup_pool().submit(contextvars.copy_context().run, _lookup, enrichment): enrichment
         for enrichment in enrichments_complete_from_shared_answers(enrichments=claimed)
     }
     while lookups:
         # Settles every answer that has arrived in one transaction, while the rest are in flight.
         done, _ = wait(lookups, return_when=FIRST_COMPLETED)
         enrichments_settle_lookups(lookups=[(lookups.pop(future), future) for future in done])
+
+
+def _lookup(enrichment: Enrichment) -> LookupOutcome:
+    with log_context_bound(enrichment_id=enrichment.pk):
+        return waterfall_lookup(subject_of(enrichment.person), enrichment.field)
 
 
 @shared_task(name="enrichment.requeue_timed_out_enrichments")

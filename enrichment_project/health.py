@@ -2,8 +2,13 @@ import logging
 
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
 from kombu import Connection
+from prometheus_client.exposition import choose_encoder
+
+from enrichment_project.errors import error_body
+from enrichment_project.metrics import bearer_token_valid, metrics_registry
 
 logger = logging.getLogger(__name__)
 
@@ -43,3 +48,17 @@ def _broker_ok() -> bool:
     except Exception:
         logger.warning("Readiness: broker unreachable", exc_info=True)
         return False
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """The Prometheus exposition of every process's metrics; a Bearer token when METRICS_TOKEN
+    is set."""
+    if not bearer_token_valid(request.headers.get("Authorization", ""), settings.METRICS_TOKEN):
+        response = JsonResponse(
+            error_body("VALIDATION_ERROR", "A valid metrics token is required."), status=401
+        )
+        response["WWW-Authenticate"] = "Bearer"
+        return response
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encoder(metrics_registry()), content_type=content_type)

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from enrichment_project.health import healthz, readyz
+from enrichment_project.health import healthz, metrics, readyz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz),
     path("readyz", readyz),
+    path("metrics", metrics),
 ]
 
 handler400 = "enrichment_project.errors.bad_request_view"

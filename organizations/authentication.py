@@ -4,6 +4,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from enrichment_project.log_context import log_context_bind
 from organizations.models import ApiKey
 from organizations.services import api_key_authenticate
 
@@ -35,6 +36,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         resolved = api_key_authenticate(raw_key=raw_key.strip())
         if resolved is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
+        # Until the request ends (the request middleware resets the context).
+        log_context_bind(organization_id=resolved[1].organization_id)
         return resolved
 
     def authenticate_header(self, request: Request) -> str:

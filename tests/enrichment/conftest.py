@@ -1,3 +1,4 @@
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -79,3 +80,12 @@ def request_enrichments(tenant, people, field: str = "emails") -> list[Enrichmen
         field=field,
         record_batch=True,
     ).enrichments
+
+
+def wait_until_settled(organization, timeout: float = 30) -> dict[str, Enrichment]:
+    deadline = time.monotonic() + timeout
+    enrichments = Enrichment.objects.filter(organization=organization)
+    while enrichments.filter(status=Status.PENDING).exists():
+        assert time.monotonic() < deadline, "enrichments still pending"
+        time.sleep(0.05)
+    return {e.person.company_domain: e for e in enrichments.select_related("person")}

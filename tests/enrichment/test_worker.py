@@ -21,19 +21,14 @@ from enrichment.services import (
 from enrichment_project.celery import app
 from persons.models import ContactPoint
 from tests.concurrency import run_concurrently
-from tests.enrichment.conftest import assert_ledger_invariants, request_enrichments
+from tests.enrichment.conftest import (
+    assert_ledger_invariants,
+    request_enrichments,
+    wait_until_settled,
+)
 from tests.factories import PersonFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_until_settled(organization, timeout: float = 30) -> dict[str, Enrichment]:
-    deadline = time.monotonic() + timeout
-    enrichments = Enrichment.objects.filter(organization=organization)
-    while enrichments.filter(status=Status.PENDING).exists():
-        assert time.monotonic() < deadline, "enrichments still pending"
-        time.sleep(0.05)
-    return {e.person.company_domain: e for e in enrichments.select_related("person")}
 
 
 def test_batch_ends_finished_with_contact_points_and_exact_charges(make_tenant, worker):

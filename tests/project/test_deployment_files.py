@@ -165,3 +165,23 @@ def test_dockerignore_keeps_local_environments_and_secrets_out() -> None:
 
 def test_collectstatic_succeeds_as_in_the_image_build() -> None:
     call_command("collectstatic", interactive=False, dry_run=True, verbosity=0)
+
+
+def test_every_container_has_a_metrics_samples_directory_and_hooks_that_reset_it(
+    dockerfile: list[tuple[str, str]], services: dict[str, dict[str, Any]]
+) -> None:
+    [env] = [arguments for keyword, arguments in dockerfile if keyword == "ENV"]
+    directory = re.search(r"PROMETHEUS_MULTIPROC_DIR=(\S+)", env).group(1)
+    created = _index(dockerfile, "RUN", "useradd")
+    assert directory in dockerfile[created][1].split()
+    hooks = (ROOT / "gunicorn.conf.py").read_text()
+    assert "def on_starting" in hooks and "def child_exit" in hooks
+    worker = services["worker"]
+    assert _environment(worker)["WORKER_METRICS_PORT"] in {str(p) for p in worker["expose"]}
+
+
+def test_flower_watches_the_broker_the_workers_use(services: dict[str, dict[str, Any]]) -> None:
+    flower = services["flower"]
+    broker = _environment(services["worker"])["CELERY_BROKER_URL"]
+    assert f"--broker={broker}" in flower["command"] and "flower" in flower["command"]
+    assert _environment(services["worker"])["CELERY_WORKER_SEND_TASK_EVENTS"] == "true"

@@ -14,6 +14,7 @@ import httpx
 
 from providers.base import PermanentProviderError, ProviderConfig, TransientProviderError
 from providers.ratelimit import RateLimiter
+from providers.redaction import secret_register
 
 USER_AGENT = "contact-enrichment/1.0"
 
@@ -22,6 +23,7 @@ class ProviderHttp:
     def __init__(self, config: ProviderConfig, *, key_header: str | None) -> None:
         self.config = config
         self.key_header = key_header
+        secret_register(config.api_key)
         self.limiter = RateLimiter(config.name, config.rate_limit)
         self._client: httpx.Client | None = None
         self._pid = 0

@@ -4,31 +4,49 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ProviderCall',
+            name="ProviderCall",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(max_length=64)),
-                ('reference_id', models.UUIDField(blank=True, db_index=True, null=True)),
-                ('provider_request_id', models.CharField(blank=True, max_length=128)),
-                ('outcome', models.CharField(choices=[('found', 'Found'), ('not_found', 'Not Found'), ('transient', 'Transient'), ('provider_failure', 'Provider Failure'), ('invalid_request', 'Invalid Request'), ('pending', 'Pending')], max_length=20)),
-                ('http_status', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('duration_ms', models.PositiveIntegerField()),
-                ('created_at', models.DateTimeField(db_index=True)),
-                ('credits_spent', models.PositiveIntegerField(blank=True, null=True)),
-                ('credits_remaining', models.BigIntegerField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, max_length=500)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider", models.CharField(max_length=64)),
+                ("reference_id", models.UUIDField(blank=True, db_index=True, null=True)),
+                ("provider_request_id", models.CharField(blank=True, max_length=128)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("found", "Found"),
+                            ("not_found", "Not Found"),
+                            ("transient", "Transient"),
+                            ("provider_failure", "Provider Failure"),
+                            ("invalid_request", "Invalid Request"),
+                            ("pending", "Pending"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("http_status", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("duration_ms", models.PositiveIntegerField()),
+                ("created_at", models.DateTimeField(db_index=True)),
+                ("credits_spent", models.PositiveIntegerField(blank=True, null=True)),
+                ("credits_remaining", models.BigIntegerField(blank=True, null=True)),
+                ("error", models.CharField(blank=True, max_length=500)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['provider', '-created_at'], name='provider_call_recent')],
+                "ordering": ["-created_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["provider", "-created_at"], name="provider_call_recent")
+                ],
             },
         ),
     ]

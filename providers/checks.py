@@ -2,7 +2,6 @@
 checks), also run when a worker starts: a configured provider without its key is an error naming
 the variable, never a silent skip."""
 
-import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,8 +12,6 @@ from providers.base import FIELDS, QUALITIES, Adapter
 from providers.config import provider_config, variable
 from providers.ratelimit import parse_rate_limit
 from providers.registry import adapter_class
-
-logger = logging.getLogger(__name__)
 
 
 @register("providers")
@@ -128,6 +125,4 @@ def refuse_misconfigured_worker(**kwargs: Any) -> None:
     Celery logs and swallows ordinary exceptions raised by signal handlers."""
     errors = [problem for problem in configuration_problems() if problem.is_serious()]
     if errors:
-        message = "Provider configuration errors:\n" + "\n".join(f"  {e}" for e in errors)
-        logger.critical(message)
-        raise SystemExit(message)
+        raise SystemExit("Provider configuration errors:\n" + "\n".join(f"  {e}" for e in errors))

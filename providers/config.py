@@ -8,6 +8,7 @@ import os
 from django.conf import settings
 
 from providers.base import Adapter, ProviderConfig
+from providers.redaction import secret_register
 
 
 def variable(name: str, suffix: str) -> str:
@@ -18,6 +19,8 @@ def provider_config(adapter_class: type[Adapter]) -> ProviderConfig:
     """Raises ValueError naming the variable when NAME_TIMEOUT is not a positive number."""
     name = adapter_class.name
     api_key = os.environ.get(variable(name, "API_KEY"), "").strip()
+    # Known to the log filter from the first time it is read (a check, a worker start-up).
+    secret_register(api_key)
     timeout_text = os.environ.get(variable(name, "TIMEOUT"), "").strip()
     try:
         timeout = float(timeout_text) if timeout_text else settings.ENRICHMENT_PROVIDER_TIMEOUT

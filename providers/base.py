@@ -112,6 +112,14 @@ class TransientProviderError(ProviderError):
         self.retry_after = retry_after
 
 
+class RateLimitWait(TransientProviderError):
+    """Nothing was sent: the provider's own limit leaves no slot within
+    ENRICHMENT_PROVIDER_MAX_WAIT. Says nothing about the provider's health."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("rate_limited_locally", retry_after=retry_after)
+
+
 class ProviderFailure(ProviderError):
     """The provider as a whole cannot answer anyone: rejected key, out of credits or quota. Opens
     the provider's circuit for the cooldown."""
@@ -149,7 +157,7 @@ class Adapter(ABC):
     asynchronous: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig) -> None:
-        from providers.http import ProviderHttp
+        from providers.http import ProviderHttp  # providers.http imports this module
 
         self.config = config
         self.http = ProviderHttp(config, key_header=self.key_header)

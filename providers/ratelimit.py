@@ -14,7 +14,7 @@ from limits import RateLimitItem, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from providers.base import TransientProviderError
+from providers.base import RateLimitWait
 
 # Waiters for the same slot wake a little apart, so they do not all retry at once.
 _JITTER_SECONDS = 0.02
@@ -54,7 +54,7 @@ class RateLimiter:
                 return time.monotonic() - started
             waited = time.monotonic() - started
             if waited + wait > self.max_wait:
-                raise TransientProviderError("rate_limited_locally", retry_after=wait)
+                raise RateLimitWait(retry_after=wait)
             time.sleep(wait + random.uniform(0, _JITTER_SECONDS))
 
     def pause(self, seconds: float) -> None:

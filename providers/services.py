@@ -19,6 +19,7 @@ from providers.base import (
     PollResult,
     ProviderError,
     ProviderFailure,
+    RateLimitWait,
     Subject,
     Submission,
     SyncAdapter,
@@ -81,6 +82,8 @@ def _call(
     started = time.monotonic()
     try:
         result = send()
+    except RateLimitWait:
+        raise
     except ProviderError as error:
         if isinstance(error, ProviderFailure):
             circuit.record_failure(error.reason)
@@ -91,15 +94,14 @@ def _call(
                 adapter.http.limiter.pause(error.retry_after)
         else:
             circuit.record_success()
-        if error.reason != "rate_limited_locally":
-            recorder.record(
-                **log,
-                duration_ms=_ms_since(started),
-                provider_request_id=request_id,
-                outcome=error.outcome,
-                http_status=error.http_status,
-                error=f"{error.reason}: {error.detail}" if error.detail else error.reason,
-            )
+        recorder.record(
+            **log,
+            duration_ms=_ms_since(started),
+            provider_request_id=request_id,
+            outcome=error.outcome,
+            http_status=error.http_status,
+            error=f"{error.reason}: {error.detail}" if error.detail else error.reason,
+        )
         raise
     circuit.record_success()
     if isinstance(result, Answer) and result.http_status is None:

@@ -1,6 +1,8 @@
 """Hunter.io Email Finder (emails). Hunter inverts the usual codes: 403 is its per-second/minute
 throttle ("slow down"), 429 is the monthly quota used up (a provider-level failure)."""
 
+import re
+
 import httpx
 
 from providers.base import (
@@ -52,11 +54,8 @@ class HunterAdapter(SyncAdapter):
             params["company"] = subject.company_name
         if subject.first_name and subject.last_name and len(params) > 1:
             params |= {"first_name": subject.first_name, "last_name": subject.last_name}
-        elif subject.linkedin_url:
-            params = {
-                "linkedin_handle": subject.linkedin_url,
-                "max_duration": params["max_duration"],
-            }
+        elif handle := _linkedin_handle(subject.linkedin_url):
+            params = {"linkedin_handle": handle, "max_duration": params["max_duration"]}
         else:
             return None
         return params
@@ -72,8 +71,6 @@ class HunterAdapter(SyncAdapter):
         return Answer(
             values=(FoundValue(value=email, type=kind, quality=quality),),
             http_status=200,
-            # Hunter charges one search credit per email found, nothing otherwise.
-            credits_spent=1,
         )
 
     def _error(self, response: httpx.Response) -> ProviderError:
@@ -94,3 +91,9 @@ class HunterAdapter(SyncAdapter):
         if status in (400, 422):
             return PermanentProviderError("invalid_request", http_status=status, detail=detail)
         return unexpected(response)
+
+
+def _linkedin_handle(url: str) -> str:
+    """Hunter takes the profile's handle (`patrickcollison`), not its URL."""
+    match = re.search(r"linkedin\.com/in/([^/?#]+)", url)
+    return match.group(1) if match else ""

@@ -17,6 +17,7 @@ from providers.adapters.pdl import PdlAdapter
 from providers.base import (
     PermanentProviderError,
     ProviderFailure,
+    RateLimitWait,
     Subject,
     TransientProviderError,
 )
@@ -239,3 +240,20 @@ def test_async_submit_and_polls_are_recorded_with_the_providers_request_id(
         ("pending", "qzmxkpvlrtdnhwa"),
         ("found", "qzmxkpvlrtdnhwa"),
     ]
+
+
+@override_settings(ENRICHMENT_PROVIDER_MAX_WAIT=0.1, ENRICHMENT_PROVIDER_TRANSIENT_STREAK=1)
+def test_no_free_slot_within_max_wait_sends_nothing_and_leaves_the_circuit_alone(
+    httpserver: HTTPServer, make_adapter
+) -> None:
+    serve(httpserver, PDL, "pdl", "not_found_404")
+    adapter = make_adapter(PdlAdapter, rate_limit="1/minute")
+    provider_lookup(adapter=adapter, subject=SUBJECT, field="emails", reference_id=None)
+
+    with pytest.raises(RateLimitWait) as raised:
+        provider_lookup(adapter=adapter, subject=SUBJECT, field="emails", reference_id=None)
+
+    assert raised.value.retry_after > 55
+    assert len(httpserver.log) == 1
+    assert Circuit("pdl").allow()
+    assert recorder.pending() == 1

@@ -4,8 +4,13 @@ exception; timeouts always set; one client per process, renewed after a fork."""
 import logging
 import os
 import sys
+import threading
 import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -23,6 +28,7 @@ from providers.base import (
     SyncAdapter,
     TransientProviderError,
 )
+from providers.http import retry_after_seconds
 from providers.redaction import REDACTED, RedactKeysFilter
 from tests.providers.conftest import API_KEY
 
@@ -138,3 +144,69 @@ def test_one_client_per_process_reused_and_renewed_after_a_fork(make_adapter) ->
 
     assert os.read(read, 10) == b"new"
     assert http.client() is parent_client
+
+
+def test_requests_of_a_process_reuse_one_connection(make_adapter) -> None:
+    """Against a keep-alive (HTTP/1.1) server: three lookups, one TCP connection."""
+    peers: list[tuple[str, int]] = []
+
+    class KeepAlive(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            peers.append(self.client_address)
+            body = b'{"data": {"email": null}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = ProviderConfig(
+            name="hunter",
+            api_key=API_KEY,
+            base_url=f"http://127.0.0.1:{server.server_port}",
+            timeout=5.0,
+        )
+        adapter = HunterAdapter(config)
+        for _ in range(3):
+            adapter.lookup(SUBJECT, "emails")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert len(peers) == 3
+    assert len(set(peers)) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"Retry-After": "7"}, 7),
+        ({"Retry-After": "{http_date}"}, 30),
+        ({"x-ratelimit-reset": "{epoch}"}, 30),
+        ({"x-ratelimit-reset": "{iso}"}, 30),
+        ({"x-ratelimit-reset": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_and_reset_headers_are_read_in_every_documented_format(
+    headers: dict[str, str], seconds: float | None
+) -> None:
+    at = datetime.now(UTC) + timedelta(seconds=30)
+    values = {
+        "http_date": format_datetime(at, usegmt=True),
+        "epoch": str(int(at.timestamp())),
+        "iso": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    response = httpx.Response(429, headers={k: v.format(**values) for k, v in headers.items()})
+
+    wait = retry_after_seconds(response, "x-ratelimit-reset")
+
+    assert wait == (None if seconds is None else pytest.approx(seconds, abs=1.5))

@@ -148,15 +148,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # Provider keys are redacted from every line, whichever library logs it.
-    "filters": {"redact_provider_keys": {"()": "providers.redaction.RedactKeysFilter"}},
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["redact_provider_keys"],
-        }
-    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
@@ -269,6 +261,12 @@ def _redis_url(url: str) -> str:
 # neither (the embedded default) they hold per process.
 PROVIDERS_REDIS_URL = _redis_url(env.str("CACHE_URL", default="")) or _redis_url(CELERY_BROKER_URL)
 PROVIDERS_RATE_LIMIT_STORAGE_URL = PROVIDERS_REDIS_URL or "memory://"
+# Provider keys are redacted from every line of every log handler, whichever library logs it.
+LOGGING.setdefault("filters", {})["redact_provider_keys"] = {
+    "()": "providers.redaction.RedactKeysFilter"
+}
+for _handler in LOGGING["handlers"].values():
+    _handler.setdefault("filters", []).append("redact_provider_keys")
 CACHES["providers"] = (
     {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

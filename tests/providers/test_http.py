@@ -3,6 +3,7 @@ exception; timeouts always set; one client per process, renewed after a fork."""
 
 import logging
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -94,10 +95,11 @@ def test_log_filter_redacts_a_key_from_message_arguments_and_tracebacks(make_ada
     assert text.count(REDACTED) == 2
 
 
-def test_console_handler_of_the_project_logging_redacts_keys() -> None:
+def test_every_log_handler_of_the_project_redacts_keys() -> None:
     from django.conf import settings
 
-    assert "redact_provider_keys" in settings.LOGGING["handlers"]["console"]["filters"]
+    handlers = settings.LOGGING["handlers"].values()
+    assert handlers and all("redact_provider_keys" in h["filters"] for h in handlers)
 
 
 def test_request_slower_than_the_timeout_is_a_transient_timeout(
@@ -210,3 +212,33 @@ def test_retry_after_and_reset_headers_are_read_in_every_documented_format(
     wait = retry_after_seconds(response, "x-ratelimit-reset")
 
     assert wait == (None if seconds is None else pytest.approx(seconds, abs=1.5))
+
+
+def test_a_key_logged_by_any_library_comes_out_redacted() -> None:
+    """The project's own logging set-up, in a fresh process: a configured key written to a log
+    line (here by a stand-in third-party logger) is printed as [redacted]."""
+    from django.conf import settings
+
+    script = (
+        "import django, logging; django.setup(); "
+        "from providers.registry import adapter; adapter('hunter'); "
+        f"logging.getLogger('somelib').warning('sending %s', {API_KEY!r})"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "enrichment_project.settings",
+        "HUNTER_API_KEY": API_KEY,
+        "ENRICHMENT_PROVIDERS": '{"emails": ["hunter"], "phones": ["sandbox"]}',
+    }
+
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert "somelib sending [redacted]" in run.stderr
+    assert API_KEY not in run.stderr + run.stdout

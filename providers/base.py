@@ -4,7 +4,7 @@ one of the classified errors below."""
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from providers.redaction import redact
 
@@ -184,6 +184,16 @@ class AsyncAdapter(Adapter):
 
     @abstractmethod
     def poll(self, request_id: str) -> PollResult: ...
+
+
+def obj(value: object) -> dict[str, Any]:
+    """A provider's JSON object, or {} when it sent something else in its place."""
+    return value if isinstance(value, dict) else {}
+
+
+def items(value: object) -> list[Any]:
+    """A provider's JSON array, or [] when it sent something else in its place."""
+    return value if isinstance(value, list) else []
 
 
 def text(value: object) -> str:

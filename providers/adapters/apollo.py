@@ -13,6 +13,7 @@ from providers.base import (
     Subject,
     SyncAdapter,
     TransientProviderError,
+    obj,
     text,
 )
 from providers.http import body_of, retry_after_seconds, unexpected
@@ -42,7 +43,7 @@ class ApolloAdapter(SyncAdapter):
         response = self.http.request("POST", "/api/v1/people/match", json=body)
         if response.status_code != 200:
             raise self._error(response)
-        person = body_of(response).get("person") or {}
+        person = obj(body_of(response).get("person"))
         email = text(person.get("email"))
         if not email:
             return Answer(http_status=200)

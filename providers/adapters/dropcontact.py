@@ -18,6 +18,8 @@ from providers.base import (
     Subject,
     Submission,
     TransientProviderError,
+    items,
+    obj,
     text,
 )
 from providers.http import body_of, retry_after_seconds, unexpected
@@ -63,7 +65,7 @@ class DropcontactAdapter(AsyncAdapter):
         if body.get("success") is not True:
             return PollResult(answers=None, http_status=200)
         return PollResult(
-            answers=tuple(_answer(record) for record in body.get("data") or []),
+            answers=tuple(_answer(obj(record)) for record in items(body.get("data"))),
             http_status=200,
             credits_remaining=_int(body.get("credits_left")),
         )
@@ -100,11 +102,11 @@ def _record(subject: Subject) -> dict[str, str]:
     return {key: value for key, value in record.items() if value}
 
 
-def _answer(record: Any) -> Answer:
+def _answer(record: dict[str, Any]) -> Answer:
     values = []
-    for entry in (record.get("email") if isinstance(record, dict) else None) or []:
-        email = text(entry.get("email")) if isinstance(entry, dict) else ""
-        localpart, _, domain = text(entry.get("qualification") if email else "").partition("@")
+    for entry in map(obj, items(record.get("email"))):
+        email = text(entry.get("email"))
+        localpart, _, domain = text(entry.get("qualification")).partition("@")
         # generic (info@), Do_Not_Contact, invalid, disposable and invalid domains are no answer.
         if email and localpart in _LOCALPART_QUALITY and domain in _DOMAIN_TYPES:
             values.append(

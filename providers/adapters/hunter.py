@@ -14,6 +14,8 @@ from providers.base import (
     Subject,
     SyncAdapter,
     TransientProviderError,
+    items,
+    obj,
     text,
 )
 from providers.http import body_of, retry_after_seconds, unexpected
@@ -61,9 +63,9 @@ class HunterAdapter(SyncAdapter):
         return params
 
     def _answer(self, response: httpx.Response) -> Answer:
-        data = body_of(response).get("data") or {}
+        data = obj(body_of(response).get("data"))
         email = text(data.get("email"))
-        status = text((data.get("verification") or {}).get("status"))
+        status = text(obj(data.get("verification")).get("status"))
         if not email or status in _REJECTED:
             return Answer(http_status=200, note=status)
         quality = "probable" if data.get("accept_all") else _QUALITY.get(status, "probable")
@@ -75,8 +77,8 @@ class HunterAdapter(SyncAdapter):
 
     def _error(self, response: httpx.Response) -> ProviderError:
         status = response.status_code
-        errors = body_of(response).get("errors") or [{}]
-        detail = text(errors[0].get("details")) if isinstance(errors[0], dict) else ""
+        errors = items(body_of(response).get("errors"))
+        detail = text(obj(errors[0] if errors else None).get("details"))
         if status == 401:
             return ProviderFailure("key_rejected", http_status=status, detail=detail)
         if status == 429:

@@ -16,6 +16,8 @@ from providers.base import (
     Subject,
     SyncAdapter,
     TransientProviderError,
+    items,
+    obj,
     text,
 )
 from providers.http import body_of, unexpected
@@ -57,13 +59,17 @@ class LushaAdapter(SyncAdapter):
         if response.status_code != 200:
             raise self._error(response)
         body = body_of(response)
-        billing = body.get("billing") or {}
-        spent = billing.get("creditsCharged") if isinstance(billing, dict) else None
+        spent = obj(body.get("billing")).get("creditsCharged")
         spent = spent if isinstance(spent, int) else None
         item = next(
-            (r for r in body.get("results") or [] if r.get("clientReferenceId") == _REFERENCE), {}
+            (
+                r
+                for r in map(obj, items(body.get("results")))
+                if r.get("clientReferenceId") == _REFERENCE
+            ),
+            {},
         )
-        error = item.get("error") or {}
+        error = obj(item.get("error"))
         if error:
             code = text(error.get("code"))
             if code not in _ITEM_NOT_FOUND:
@@ -103,8 +109,8 @@ def _emails(item: dict[str, Any]) -> tuple[FoundValue, ...]:
             type=_EMAIL_TYPES.get(entry.get("type"), "other"),
             quality=_email_quality(text(entry.get("confidence"))),
         )
-        for entry in item.get("emails") or []
-        if isinstance(entry, dict) and text(entry.get("email"))
+        for entry in map(obj, items(item.get("emails")))
+        if text(entry.get("email"))
     )
 
 
@@ -122,8 +128,6 @@ def _phones(item: dict[str, Any]) -> tuple[FoundValue, ...]:
             type=_PHONE_TYPES.get(entry.get("type"), "other"),
             quality="unknown",
         )
-        for entry in item.get("phones") or []
-        if isinstance(entry, dict)
-        and text(entry.get("number"))
-        and entry.get("doNotCall") is not True
+        for entry in map(obj, items(item.get("phones")))
+        if text(entry.get("number")) and entry.get("doNotCall") is not True
     )

@@ -15,6 +15,8 @@ from providers.base import (
     Subject,
     SyncAdapter,
     TransientProviderError,
+    items,
+    obj,
     text,
 )
 from providers.http import body_of, header_int, retry_after_seconds, unexpected
@@ -53,7 +55,7 @@ class PdlAdapter(SyncAdapter):
         if response.status_code != 200:
             raise self._error(response)
         body = body_of(response)
-        data = body.get("data") or {}
+        data = obj(body.get("data"))
         likelihood = body.get("likelihood")
         quality = (
             "probable"
@@ -99,20 +101,15 @@ _CONTACT_KEYS = {
 
 def _emails(data: dict[str, Any]) -> list[tuple[str, str]]:
     pairs = [(text(data.get("work_email")), "work")]
-    for entry in _list(data.get("emails")):
-        if isinstance(entry, dict):
-            pairs.append((text(entry.get("address")), _EMAIL_TYPES.get(entry.get("type"), "other")))
-    pairs += [(text(email), "personal") for email in _list(data.get("personal_emails"))]
+    for entry in map(obj, items(data.get("emails"))):
+        pairs.append((text(entry.get("address")), _EMAIL_TYPES.get(entry.get("type"), "other")))
+    pairs += [(text(email), "personal") for email in items(data.get("personal_emails"))]
     return pairs
 
 
 def _phones(data: dict[str, Any]) -> list[tuple[str, str]]:
     pairs = [(text(data.get("mobile_phone")), "mobile")]
-    return pairs + [(text(number), "other") for number in _list(data.get("phone_numbers"))]
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
+    return pairs + [(text(number), "other") for number in items(data.get("phone_numbers"))]
 
 
 def _unique(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ from providers.base import (
     Subject,
     SyncAdapter,
     TransientProviderError,
+    obj,
     text,
 )
 from providers.http import body_of, retry_after_seconds, unexpected
@@ -58,7 +59,7 @@ class ProspeoAdapter(SyncAdapter):
                 return Answer(http_status=response.status_code)
             raise self._error(response, code)
         section, key, kind = _SHAPE[field]
-        found = (body.get("person") or {}).get(section) or {}
+        found = obj(obj(body.get("person")).get(section))
         value = text(found.get(key))
         # Unrevealed values come masked (`+1 415-3**-****`), and UNAVAILABLE means none.
         if not value or found.get("revealed") is not True or found.get("status") == "UNAVAILABLE":

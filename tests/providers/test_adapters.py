@@ -352,3 +352,20 @@ def test_linkedin_url_alone_is_enough_to_ask(httpserver: HTTPServer, make_adapte
         assert request.args["linkedin_handle"] == "patrickcollison"
     else:
         assert url in sent
+
+
+@pytest.mark.parametrize("cls", list(PATHS))
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"data": [], "person": "x", "results": ["x"], "emails": "x"},
+        {"data": {"email": ["x"], "emails": [1]}, "results": [{"clientReferenceId": "subject"}]},
+        [],
+    ],
+)
+def test_a_200_of_an_unexpected_shape_is_not_found_never_a_crash(
+    httpserver: HTTPServer, make_adapter, cls, body
+) -> None:
+    httpserver.expect_request(PATHS[cls]).respond_with_json(body)
+
+    assert not make_adapter(cls).lookup(SUBJECT, "emails").found

@@ -102,3 +102,15 @@ def test_submit_outside_the_batch_limit_sends_nothing(
         make_adapter(DropcontactAdapter).submit(SUBJECTS[:1] * count, "emails")
 
     assert httpserver.log == []
+
+
+def test_a_ready_answer_of_an_unexpected_shape_finds_nothing(
+    httpserver: HTTPServer, make_adapter
+) -> None:
+    httpserver.expect_request("/v1/enrich/all/odd").respond_with_json(
+        {"success": True, "data": ["x", {"email": "not-a-list"}, {"email": [{"email": 1}]}]}
+    )
+
+    poll = make_adapter(DropcontactAdapter).poll("odd")
+
+    assert [answer.found for answer in poll.answers] == [False, False, False]

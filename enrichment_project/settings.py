@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "organizations",
     "persons",
     "credits",
+    "providers",
     "enrichment",
 ]
 
@@ -297,6 +298,53 @@ CELERY_BEAT_SCHEDULE["purge-expired-idempotency-keys"] = {
     "task": "organizations.purge_expired_idempotency_keys",
     "schedule": 3600,
 }
+
+# --- Providers: real data sources (issue 9) -----------------------------------------------------
+# Per provider NAME (e.g. HUNTER): NAME_API_KEY, NAME_BASE_URL, NAME_RATE_LIMIT, NAME_TIMEOUT are
+# read by providers.config when ENRICHMENT_PROVIDERS names it.
+# Seconds a provider stays skipped after a provider-level failure (rejected key, out of credits).
+ENRICHMENT_PROVIDER_COOLDOWN = env.int("ENRICHMENT_PROVIDER_COOLDOWN", default=300)
+# This many transient failures in a row (across all workers) open the circuit for the shorter time.
+ENRICHMENT_PROVIDER_TRANSIENT_STREAK = env.int("ENRICHMENT_PROVIDER_TRANSIENT_STREAK", default=5)
+ENRICHMENT_PROVIDER_TRANSIENT_COOLDOWN = env.int(
+    "ENRICHMENT_PROVIDER_TRANSIENT_COOLDOWN", default=60
+)
+# Seconds one half-open trial request holds the circuit before another caller may try.
+ENRICHMENT_PROVIDER_TRIAL_LEASE = env.int("ENRICHMENT_PROVIDER_TRIAL_LEASE", default=30)
+# Longest a lookup waits for a rate-limit slot; beyond it the lookup is a transient failure.
+ENRICHMENT_PROVIDER_MAX_WAIT: float = env.float("ENRICHMENT_PROVIDER_MAX_WAIT", default=30.0)
+# Answers below this quality count as not found (unknown < probable < verified).
+ENRICHMENT_MIN_QUALITY: dict[str, str] = env.json(
+    "ENRICHMENT_MIN_QUALITY", default={"emails": "unknown", "phones": "unknown"}
+)
+# Provider calls are buffered per process and written in one INSERT when this many are waiting
+# (or when flushed).
+PROVIDER_CALLS_BUFFER_MAX = env.int("PROVIDER_CALLS_BUFFER_MAX", default=500)
+
+
+def _redis_url(url: str) -> str:
+    return url if url.startswith(("redis://", "rediss://")) else ""
+
+
+# Rate limits and circuits are shared through the Redis of CACHE_URL, else of the broker; with
+# neither (the embedded default) they hold per process.
+PROVIDERS_REDIS_URL = _redis_url(env.str("CACHE_URL", default="")) or _redis_url(CELERY_BROKER_URL)
+PROVIDERS_RATE_LIMIT_STORAGE_URL = PROVIDERS_REDIS_URL or "memory://"
+# Provider keys are redacted from every line of every log handler, whichever library logs it.
+LOGGING.setdefault("filters", {})["redact_provider_keys"] = {
+    "()": "providers.redaction.RedactKeysFilter"
+}
+for _handler in LOGGING["handlers"].values():
+    _handler.setdefault("filters", []).append("redact_provider_keys")
+CACHES["providers"] = (
+    {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": PROVIDERS_REDIS_URL,
+        "KEY_PREFIX": "providers",
+    }
+    if PROVIDERS_REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "providers"}
+)
 
 # Static files come from the app directories when they were not collected (`make run`).
 WHITENOISE_USE_FINDERS = True

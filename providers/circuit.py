@@ -1,0 +1,108 @@
+"""A circuit per provider, shared by every worker through the providers cache (Redis when one is
+configured). A provider-level failure (rejected key, out of credits) opens it for
+ENRICHMENT_PROVIDER_COOLDOWN seconds; ENRICHMENT_PROVIDER_TRANSIENT_STREAK transient failures in a
+row, across all workers, open it for the shorter ENRICHMENT_PROVIDER_TRANSIENT_COOLDOWN. After the
+cooldown it is half-open: one caller at a time gets a trial request; a success closes it, a failure
+opens it again."""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import caches
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+TRANSIENT_STREAK_REASON = "transient_streak"
+
+
+@dataclass(frozen=True)
+class CircuitState:
+    provider: str
+    state: str
+    reason: str = ""
+    opened_at: float | None = None
+    reopen_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "state": self.state,
+            "reason": self.reason,
+            "openedAt": self.opened_at,
+            "reopenAt": self.reopen_at,
+        }
+
+
+class Circuit:
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self._open_key = f"circuit:{provider}"
+        self._streak_key = f"circuit-streak:{provider}"
+        self._trial_key = f"circuit-trial:{provider}"
+
+    @property
+    def _store(self) -> Any:
+        return caches["providers"]
+
+    def state(self) -> CircuitState:
+        return _state_of(self.provider, self._store.get(self._open_key), time.time())
+
+    def allow(self) -> bool:
+        """Whether a request may be sent now. Half-open lets one trial through at a time; a trial
+        whose caller vanished without an answer expires after the provider's timeout-ish lease."""
+        state = self.state()
+        if state.state == CLOSED:
+            return True
+        if state.state == OPEN:
+            return False
+        return bool(
+            self._store.add(self._trial_key, 1, timeout=settings.ENRICHMENT_PROVIDER_TRIAL_LEASE)
+        )
+
+    def record_success(self) -> None:
+        """An answer from the provider (found or not found): it works."""
+        self._store.delete_many([self._open_key, self._streak_key, self._trial_key])
+
+    def record_failure(self, reason: str) -> None:
+        """A provider-level failure: open for the full cooldown."""
+        self._open(reason, settings.ENRICHMENT_PROVIDER_COOLDOWN)
+
+    def record_transient(self, reason: str) -> None:
+        store = self._store
+        if self.state().state == HALF_OPEN:
+            # The trial failed: no second streak needed to know the provider is still down.
+            self._open(TRANSIENT_STREAK_REASON, settings.ENRICHMENT_PROVIDER_TRANSIENT_COOLDOWN)
+            return
+        store.add(self._streak_key, 0, timeout=settings.ENRICHMENT_PROVIDER_COOLDOWN)
+        if store.incr(self._streak_key) >= settings.ENRICHMENT_PROVIDER_TRANSIENT_STREAK:
+            self._open(
+                f"{TRANSIENT_STREAK_REASON}: {reason}",
+                settings.ENRICHMENT_PROVIDER_TRANSIENT_COOLDOWN,
+            )
+
+    def _open(self, reason: str, cooldown: float) -> None:
+        now = time.time()
+        record = {"reason": reason, "opened_at": now, "reopen_at": now + cooldown}
+        # Kept until a success closes it: after reopen_at it reads as half-open.
+        self._store.set(self._open_key, record, timeout=None)
+        self._store.delete_many([self._streak_key, self._trial_key])
+
+
+def circuit_states(providers: list[str]) -> list[CircuitState]:
+    """Every named provider's circuit, in one cache round trip (for the admin and /readyz)."""
+    records = caches["providers"].get_many([f"circuit:{name}" for name in providers])
+    now = time.time()
+    return [_state_of(name, records.get(f"circuit:{name}"), now) for name in providers]
+
+
+def _state_of(provider: str, record: dict[str, Any] | None, now: float) -> CircuitState:
+    if not record:
+        return CircuitState(provider=provider, state=CLOSED)
+    return CircuitState(
+        provider=provider,
+        state=OPEN if now < record["reopen_at"] else HALF_OPEN,
+        reason=record["reason"],
+        opened_at=record["opened_at"],
+        reopen_at=record["reopen_at"],
+    )

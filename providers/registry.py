@@ -1,0 +1,39 @@
+"""Adapters by name (`hunter`) or by dotted path to a class (a custom adapter), one instance per
+process."""
+
+from functools import cache
+
+from django.utils.module_loading import import_string
+
+from providers.base import Adapter
+from providers.config import provider_config
+
+BUILTIN = {
+    "sandbox": "providers.adapters.sandbox.SandboxAdapter",
+    "hunter": "providers.adapters.hunter.HunterAdapter",
+    "pdl": "providers.adapters.pdl.PdlAdapter",
+    "apollo": "providers.adapters.apollo.ApolloAdapter",
+    "prospeo": "providers.adapters.prospeo.ProspeoAdapter",
+    "lusha": "providers.adapters.lusha.LushaAdapter",
+    "dropcontact": "providers.adapters.dropcontact.DropcontactAdapter",
+}
+
+
+def adapter_class(entry: str) -> type:
+    """The class an ENRICHMENT_PROVIDERS entry names; raises LookupError for an unknown name or a
+    path that does not import."""
+    path = BUILTIN.get(entry, entry)
+    if "." not in path:
+        raise LookupError(f"unknown provider {entry!r}: use one of {', '.join(BUILTIN)}")
+    try:
+        return import_string(path)
+    except ImportError as error:
+        raise LookupError(f"provider {entry!r} does not import: {error}") from error
+
+
+@cache
+def adapter(entry: str) -> Adapter:
+    cls = adapter_class(entry)
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+        raise LookupError(f"provider {entry!r} is not a providers.base.Adapter")
+    return cls(provider_config(cls))

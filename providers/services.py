@@ -1,0 +1,137 @@
+"""The entry points a waterfall calls: one provider request with everything shared around it
+(the circuit asked first and told the outcome, a "slow down" hint paused for every worker, the
+call recorded in the buffered log) and the answer held to ENRICHMENT_MIN_QUALITY."""
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TypeVar
+
+from django.conf import settings
+from django.utils import timezone
+
+from providers.base import (
+    QUALITIES,
+    Adapter,
+    Answer,
+    AsyncAdapter,
+    PollResult,
+    ProviderError,
+    ProviderFailure,
+    RateLimitWait,
+    Subject,
+    Submission,
+    SyncAdapter,
+    TransientProviderError,
+)
+from providers.calls import recorder
+from providers.circuit import Circuit, CircuitState
+
+T = TypeVar("T", Answer, Submission, PollResult)
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider's circuit is open: nothing was sent; ask the next provider."""
+
+    outcome = "skipped"
+
+    def __init__(self, state: CircuitState) -> None:
+        super().__init__("provider_unavailable", detail=state.reason)
+        self.state = state
+
+
+def provider_lookup(
+    *, adapter: SyncAdapter, subject: Subject, field: str, reference_id: uuid.UUID | None
+) -> Answer:
+    """The provider's answer for one subject, values below the field's minimum quality dropped;
+    raises ProviderUnavailable, or the adapter's classified ProviderError."""
+    answer = _call(adapter, lambda: adapter.lookup(subject, field), reference_id=reference_id)
+    return answer_at_min_quality(answer, field)
+
+
+def provider_submit(
+    *, adapter: AsyncAdapter, subjects: Sequence[Subject], field: str
+) -> Submission:
+    return _call(adapter, lambda: adapter.submit(subjects, field))
+
+
+def provider_poll(*, adapter: AsyncAdapter, request_id: str) -> PollResult:
+    return _call(adapter, lambda: adapter.poll(request_id), request_id=request_id)
+
+
+def answer_at_min_quality(answer: Answer, field: str) -> Answer:
+    floor = QUALITIES.index(settings.ENRICHMENT_MIN_QUALITY.get(field, "unknown"))
+    kept = tuple(v for v in answer.values if QUALITIES.index(v.quality) >= floor)
+    if len(kept) == len(answer.values):
+        return answer
+    return replace(answer, values=kept, note="" if kept else "below_min_quality")
+
+
+def _call(
+    adapter: Adapter,
+    send: Callable[[], T],
+    *,
+    reference_id: uuid.UUID | None = None,
+    request_id: str = "",
+) -> T:
+    circuit = Circuit(adapter.name)
+    if not circuit.allow():
+        raise ProviderUnavailable(circuit.state())
+    log = {"provider": adapter.name, "at": timezone.now(), "reference_id": reference_id}
+    started = time.monotonic()
+    try:
+        result = send()
+    except RateLimitWait:
+        raise
+    except ProviderError as error:
+        if isinstance(error, ProviderFailure):
+            circuit.record_failure(error.reason)
+        elif isinstance(error, TransientProviderError):
+            circuit.record_transient(error.reason)
+            if error.retry_after and error.http_status:
+                # The provider itself said "slow down": every worker waits, not just this one.
+                adapter.http.limiter.pause(error.retry_after)
+        else:
+            circuit.record_success()
+        recorder.record(
+            **log,
+            duration_ms=_ms_since(started),
+            provider_request_id=request_id,
+            outcome=error.outcome,
+            http_status=error.http_status,
+            error=f"{error.reason}: {error.detail}" if error.detail else error.reason,
+        )
+        raise
+    circuit.record_success()
+    if isinstance(result, Answer) and result.http_status is None:
+        return result  # Nothing was sent: the subject lacked what the provider needs.
+    recorder.record(**log, duration_ms=_ms_since(started), **_outcome_of(result, request_id))
+    return result
+
+
+def _outcome_of(result: Answer | Submission | PollResult, request_id: str) -> dict[str, object]:
+    if isinstance(result, Answer):
+        return {
+            "outcome": "found" if result.found else "not_found",
+            "http_status": result.http_status,
+            "credits_spent": result.credits_spent,
+            "credits_remaining": result.credits_remaining,
+            "error": result.note,
+        }
+    if isinstance(result, Submission):
+        request_id, outcome = result.request_id, "pending"
+    elif result.answers is None:
+        outcome = "pending"
+    else:
+        outcome = "found" if any(a.found for a in result.answers) else "not_found"
+    return {
+        "outcome": outcome,
+        "http_status": result.http_status,
+        "credits_remaining": result.credits_remaining,
+        "provider_request_id": request_id,
+    }
+
+
+def _ms_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)

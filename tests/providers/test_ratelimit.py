@@ -1,0 +1,152 @@
+"""The shared rate limiter against this suite's Redis: several windows at once, waiting rather
+than refusing, a provider's "slow down" pausing everyone, and two processes never exceeding the
+limit together."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from providers.base import TransientProviderError
+from providers.ratelimit import RateLimiter, parse_rate_limit
+
+
+def _name() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+def _granted(limiter: RateLimiter, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        limiter.acquire()
+        times.append(time.monotonic())
+    return times
+
+
+def test_limiter_counts_in_redis_when_the_broker_is_redis() -> None:
+    assert settings.PROVIDERS_RATE_LIMIT_STORAGE_URL.startswith("redis://")
+
+
+def test_a_full_window_makes_the_lookup_wait_for_the_next_slot() -> None:
+    limiter = RateLimiter(_name(), "2/second", max_wait=5)
+
+    times = _granted(limiter, 3)
+
+    assert times[1] - times[0] < 0.2
+    assert times[2] - times[0] >= 0.95
+
+
+def test_every_window_is_honoured_the_longer_one_too() -> None:
+    limiter = RateLimiter(_name(), "10/second;3/2 second", max_wait=0.5)
+    _granted(limiter, 3)
+
+    with pytest.raises(TransientProviderError) as raised:
+        limiter.acquire()
+
+    # Only the 2-second window is full; waiting for it exceeds max_wait.
+    assert raised.value.reason == "rate_limited_locally"
+    assert 1.0 < raised.value.retry_after <= 2.0
+
+
+def test_a_wait_beyond_max_wait_is_a_transient_error_instead_of_a_long_sleep() -> None:
+    limiter = RateLimiter(_name(), "1/minute", max_wait=1)
+    limiter.acquire()
+
+    started = time.monotonic()
+    with pytest.raises(TransientProviderError) as raised:
+        limiter.acquire()
+
+    assert time.monotonic() - started < 0.5
+    assert raised.value.retry_after > 55
+
+
+def test_a_pause_holds_every_limiter_of_the_provider() -> None:
+    name = _name()
+    RateLimiter(name, "").pause(1.0)
+    # Another worker's limiter for the same provider, with no window of its own.
+    other = RateLimiter(name, "", max_wait=5)
+
+    started = time.monotonic()
+    other.acquire()
+
+    assert time.monotonic() - started >= 0.95
+
+
+def test_a_waiting_lookup_does_not_hold_up_another_providers_lookup() -> None:
+    busy = RateLimiter(_name(), "1/second", max_wait=5)
+    free = RateLimiter(_name(), "1/second", max_wait=5)
+    busy.acquire()
+    done: dict[str, float] = {}
+
+    def take(limiter: RateLimiter, key: str) -> None:
+        limiter.acquire()
+        done[key] = time.monotonic()
+
+    started = time.monotonic()
+    threads = [
+        threading.Thread(target=take, args=(busy, "busy")),
+        threading.Thread(target=take, args=(free, "free")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert done["free"] - started < 0.3
+    assert done["busy"] - started >= 0.9
+
+
+def test_two_processes_together_never_exceed_the_limit() -> None:
+    name, limit, per_process = _name(), 5, 10
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "enrichment_project.settings"}
+    env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.providers.limiter_process",
+                name,
+                f"{limit}/second",
+                str(per_process),
+            ],
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=settings.BASE_DIR,
+        )
+        for _ in range(2)
+    ]
+    granted = sorted(
+        t for process in processes for t in json.loads(process.communicate(timeout=60)[0])
+    )
+
+    assert len(granted) == 2 * per_process
+    # In every one-second window starting at a grant, at most `limit` grants.
+    busiest = max(sum(1 for t in granted if start <= t < start + 1) for start in granted)
+    assert busiest == limit
+    assert granted[-1] - granted[0] >= (2 * per_process / limit) - 1 - 0.05
+
+
+@override_settings(PROVIDERS_RATE_LIMIT_STORAGE_URL="memory://")
+def test_without_redis_the_limit_holds_per_process() -> None:
+    limiter = RateLimiter(_name(), "2/second", max_wait=0)
+    _granted(limiter, 2)
+
+    with pytest.raises(TransientProviderError):
+        limiter.acquire()
+
+
+def test_rate_limit_notation_is_parsed_shortest_window_first() -> None:
+    assert [str(item) for item in parse_rate_limit("500/minute;15/second")] == [
+        "15 per 1 second",
+        "500 per 1 minute",
+    ]
+    with pytest.raises(ValueError):
+        parse_rate_limit("fast")

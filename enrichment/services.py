@@ -4,7 +4,7 @@ credit row lock before it touches enrichment rows, so money and status always mo
 import logging
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -28,10 +28,13 @@ from enrichment.providers import LookupOutcome
 from enrichment.providers.base import FoundValue, PermanentProviderError, TransientProviderError
 from enrichment.queueing import enqueue_enrichments
 from enrichment.selectors import global_enrichments_fresh, lookup_key, subject_of
+from enrichment.serializers import EnrichmentOut
 from enrichment_project.errors import InvalidState, NotFound, ValidationFailed
 from organizations.models import Organization
 from persons.models import ContactPoint, Person
 from persons.services import contact_points_save
+from webhooks.events import ENRICHMENT_COMPLETED
+from webhooks.services import webhook_events_record
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +263,20 @@ def _settle_for_organization(
             enrichment.credits_charged = enrichment.price
         credits_release(account=account, amount=released)
         _save_settled(pending)
+        if pending:
+            _record_completed(organization_id, pending)
     return pending
+
+
+def _record_completed(organization_id: uuid.UUID, enrichments: Iterable[Enrichment]) -> None:
+    """The `enrichment.completed` events, written in the transaction that ended them. The
+    rendering is lazy: it runs only when the organization has a subscribed endpoint."""
+
+    def events() -> Iterator[tuple[str, dict]]:
+        for data in EnrichmentOut(enrichments, many=True).data:
+            yield ENRICHMENT_COMPLETED, data
+
+    webhook_events_record(organization_id=organization_id, events=events())
 
 
 SETTLED_FIELDS = [
@@ -425,6 +441,8 @@ def enrichments_requeue_timed_out(
                 updated_at=now,
             )
             credits_release(account=account, amount=sum(price for _, price in rows))
+            if ids:
+                _record_completed(organization_id, Enrichment.objects.filter(pk__in=ids))
         timed_out.extend(ids)
     return RequeueReport(requeued=requeued, timed_out=timed_out, dry_run=False)
 

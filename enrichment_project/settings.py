@@ -5,6 +5,7 @@ that `make run` works on a fresh machine; production and the test suite set DATA
 CELERY_BROKER_URL to PostgreSQL and Redis.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -32,6 +33,7 @@ INSTALLED_APPS = [
     "persons",
     "credits",
     "enrichment",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -227,6 +229,34 @@ CELERY_BEAT_SCHEDULE = {
         "task": "enrichment.requeue_timed_out_enrichments",
         "schedule": 60,
     },
+}
+
+# --- Webhooks -----------------------------------------------------------------------------------
+# Receivers must be https unless this is true (e.g. a receiver on the install's private network).
+WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
+# Comma-separated CIDRs whose non-public addresses receivers may use (self-hosted installs); parsed
+# here so that a typo stops the start instead of refusing every delivery.
+WEBHOOK_ALLOWED_NETWORKS = [
+    str(ipaddress.ip_network(cidr.strip()))
+    for cidr in env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
+]
+WEBHOOK_TIMEOUT: float = env.float("WEBHOOK_TIMEOUT", default=15.0)
+# Seconds before attempts 2 to 8 (each with ±10 % jitter); after the 8th failure it stays failed.
+WEBHOOK_RETRY_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
+# An endpoint whose deliveries have all failed for this long is disabled.
+WEBHOOK_DISABLE_AFTER_FAILING = 5 * 24 * 3600
+WEBHOOK_QUEUE = "webhooks"
+CELERY_TASK_QUEUES.append(Queue(WEBHOOK_QUEUE))
+# Deliveries per job, sent this many at once (threads waiting on receivers).
+WEBHOOK_TASK_CHUNK_SIZE = env.int("WEBHOOK_TASK_CHUNK_SIZE", default=50)
+WEBHOOK_DELIVERY_CONCURRENCY = env.int("WEBHOOK_DELIVERY_CONCURRENCY", default=10)
+# Retries are sent by this sweep, not by broker countdowns: a Redis broker redelivers a delayed
+# task past its visibility timeout. It also recovers deliveries whose queueing was lost.
+WEBHOOK_SWEEP_SECONDS = env.int("WEBHOOK_SWEEP_SECONDS", default=5)
+WEBHOOK_SWEEP_MAX = 5000
+CELERY_BEAT_SCHEDULE["sweep-due-webhook-deliveries"] = {
+    "task": "webhooks.sweep_due_deliveries",
+    "schedule": WEBHOOK_SWEEP_SECONDS,
 }
 
 # Static files come from the app directories when they were not collected (`make run`).

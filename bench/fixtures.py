@@ -92,7 +92,8 @@ def state_reset() -> None:
     because the ledger is append-only for the application."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE enrichment_enrichment, enrichment_globalenrichment, persons_contactpoint"
+            "TRUNCATE enrichment_enrichment, enrichment_globalenrichment, persons_contactpoint,"
+            " webhooks_webhookevent, webhooks_webhookdelivery"
         )
         cursor.execute(
             f"DELETE FROM {CreditTransaction._meta.db_table} WHERE kind = %s",

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from enrichment_project.db import rows_update
 from enrichment_project.errors import InvalidState, ValidationFailed
 from organizations.models import Organization
 from webhooks.addresses import AddressRefused, url_check
@@ -212,7 +213,7 @@ def webhook_deliveries_record(*, outcomes: Sequence[tuple[WebhookDelivery, Attem
         else:
             delivery.next_attempt_at = now + timedelta(seconds=delay)
     with transaction.atomic():
-        WebhookDelivery.objects.bulk_update(
+        rows_update(
             [delivery for delivery, _ in outcomes],
             ["status", "status_code", "duration_ms", "error", "next_attempt_at", "delivered_at"],
         )

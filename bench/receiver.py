@@ -7,9 +7,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class _Receiver(BaseHTTPRequestHandler):
+    # Keeps connections alive between deliveries, as most receivers do.
+    protocol_version = "HTTP/1.1"
+
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", 0)))
         self.send_response(204)
+        self.send_header("content-length", "0")
         self.end_headers()
 
     def log_message(self, format: str, *args: object) -> None:

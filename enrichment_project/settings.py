@@ -247,6 +247,11 @@ WEBHOOK_RETRY_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
 WEBHOOK_DISABLE_AFTER_FAILING = 5 * 24 * 3600
 WEBHOOK_QUEUE = "webhooks"
 CELERY_TASK_QUEUES.append(Queue(WEBHOOK_QUEUE))
+# A Redis broker is read in the order of CELERY_TASK_QUEUES, webhooks last: a worker takes a
+# delivery only when no enrichment job waits, so deliveries never slow settlements down (during
+# a burst they wait for it to drain).
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] = "priority"
 # Deliveries per job, sent this many at once (threads waiting on receivers).
 WEBHOOK_TASK_CHUNK_SIZE = env.int("WEBHOOK_TASK_CHUNK_SIZE", default=50)
 WEBHOOK_DELIVERY_CONCURRENCY = env.int("WEBHOOK_DELIVERY_CONCURRENCY", default=10)

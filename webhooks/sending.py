@@ -49,8 +49,27 @@ def webhook_body(*, event_type: str, created_at: datetime, payload: Any) -> str:
     )
 
 
+def delivery_client() -> httpx.Client:
+    """A client for the deliveries of one endpoint in one job: its connections are kept alive
+    between them, and never serve another endpoint's host name (a pooled TLS connection is
+    keyed by address, and was verified for one name). trust_env=False: a proxy from the
+    environment would connect to the name, not to the checked address."""
+    return httpx.Client(
+        timeout=settings.WEBHOOK_TIMEOUT,
+        follow_redirects=False,
+        trust_env=False,
+        verify=_tls_context(),
+    )
+
+
 def attempt_send(
-    *, url: str, secrets_in_use: Sequence[str], message_id: str, body: str, now: datetime
+    *,
+    client: httpx.Client,
+    url: str,
+    secrets_in_use: Sequence[str],
+    message_id: str,
+    body: str,
+    now: datetime,
 ) -> Attempt:
     started = time.monotonic()
 
@@ -74,21 +93,10 @@ def attempt_send(
     # The URL names the checked IP; TLS still sends and verifies the host name.
     extensions = {"sni_hostname": checked.host} if checked.scheme == "https" else {}
     try:
-        # trust_env=False: a proxy from the environment would connect to the name, not the IP.
-        # A client per attempt: a pooled TLS connection verified for one host name is never
-        # reused for another name on the same address.
-        with (
-            httpx.Client(
-                timeout=settings.WEBHOOK_TIMEOUT,
-                follow_redirects=False,
-                trust_env=False,
-                verify=_tls_context(),
-            ) as client,
-            # Streamed and never read: a receiver's answer body is of no use and may be huge.
-            client.stream(
-                "POST", checked.url, content=body.encode(), headers=headers, extensions=extensions
-            ) as response,
-        ):
+        # Streamed and never read: a receiver's answer body is of no use and may be huge.
+        with client.stream(
+            "POST", checked.url, content=body.encode(), headers=headers, extensions=extensions
+        ) as response:
             status_code = response.status_code
     except httpx.TimeoutException:
         return Attempt(None, elapsed_ms(), "timeout")

@@ -136,7 +136,7 @@ def url_check(url: str) -> CheckedAddress:
         # getaddrinfo also accepts 2130706433, 0x7f000001, 0177.0.0.1 and 127.1; the check looks
         # at what they resolve to, so every spelling meets the same rules.
         resolved = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as error:
+    except (OSError, ValueError) as error:  # ValueError: UnicodeError, a NUL in the name
         raise AddressRefused(f"{parts.hostname} does not resolve") from error
     addresses = list(
         dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in resolved)

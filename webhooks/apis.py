@@ -78,7 +78,7 @@ class WebhookEndpointDetailApi(APIView):
 
     @extend_schema(
         parameters=[ENDPOINT_ID],
-        request=WebhookEndpointUpdateIn,
+        request=WebhookEndpointUpdateIn(partial=True),
         responses={200: WebhookEndpointOut, **error_responses(*JSON_BODY_ERRORS, 404)},
     )
     def patch(self, request: Request, endpoint_id: str) -> Response:

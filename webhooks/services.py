@@ -20,6 +20,7 @@ from enrichment_project.db import rows_update
 from enrichment_project.errors import InvalidState, ValidationFailed
 from organizations.models import Organization
 from webhooks.addresses import AddressRefused, url_check
+from webhooks.events import EVENT_TYPES
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from webhooks.queueing import enqueue_deliveries, enqueue_deliveries_on_commit
 from webhooks.sending import Attempt, attempt_send, delivery_client, webhook_body
@@ -118,6 +119,8 @@ def webhook_events_record(
     now = timezone.now()
     written, deliveries = [], []
     for event_type, data in events:
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"Unknown webhook event type {event_type!r}.")
         event = WebhookEvent(
             organization_id=organization_id, type=event_type, payload=data, created_at=now
         )

@@ -252,6 +252,15 @@ def test_only_subscribed_enabled_endpoints_get_a_delivery(tenant, make_tenant, m
     }
 
 
+def test_an_unknown_event_type_is_a_programming_error(tenant, make_endpoint):
+    make_endpoint(tenant.organization)
+    with pytest.raises(ValueError, match=r"person\.deleted"), transaction.atomic():
+        webhook_events_record(
+            organization_id=tenant.organization.pk, events=[("person.deleted", {})]
+        )
+    assert not WebhookDelivery.objects.exists()
+
+
 def test_recording_costs_one_select_without_endpoints_and_three_statements_with_them(
     tenant, make_endpoint, django_assert_num_queries
 ):

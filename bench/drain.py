@@ -8,7 +8,7 @@ from unittest import mock
 
 import redis
 from django.conf import settings
-from django.db.models import Max
+from django.db.models import Count, Max
 
 from bench.environment import REDIS_URL
 from bench.fixtures import Tenant
@@ -17,6 +17,8 @@ from enrichment.models import Enrichment, Status
 from enrichment.queueing import enqueue_enrichments
 from enrichment.services import enrichments_request
 from enrichment_project.celery import app
+from webhooks.models import DeliveryStatus, WebhookDelivery
+from webhooks.services import webhook_deliveries_sweep
 
 DRAIN_TIMEOUT = 180.0
 POLL_SECONDS = 0.02
@@ -25,6 +27,8 @@ POLL_SECONDS = 0.02
 @dataclass(frozen=True)
 class Drain:
     per_second: float
+    # When the first message was queued.
+    started: float
     # Settlement transactions: all rows of one settlement share its finished_at.
     settlements_per_second: float
     rows_per_settlement: float
@@ -57,9 +61,29 @@ def drain_enrichments(requests: Sequence[tuple[Tenant, Sequence[uuid.UUID]]]) ->
     elapsed = finished - started
     return Drain(
         per_second=total / elapsed,
+        started=started,
         settlements_per_second=settlements / elapsed,
         rows_per_settlement=total / settlements,
     )
+
+
+def deliveries_drained(started: float) -> float:
+    """Waits for the running worker to deliver every pending webhook delivery; deliveries per
+    second from `started` (the drain's first message) to the last one delivered."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    next_sweep = time.monotonic() + settings.WEBHOOK_SWEEP_SECONDS
+    while WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING).exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("The worker did not deliver the webhook events in time.")
+        if time.monotonic() > next_sweep:
+            # What beat does in production: retries are queued by the sweep.
+            webhook_deliveries_sweep()
+            next_sweep += settings.WEBHOOK_SWEEP_SECONDS
+        time.sleep(POLL_SECONDS)
+    if WebhookDelivery.objects.exclude(status=DeliveryStatus.DELIVERED).exists():
+        raise RuntimeError("Some webhook deliveries failed; see the worker log.")
+    delivered = WebhookDelivery.objects.aggregate(count=Count("pk"), last=Max("delivered_at"))
+    return delivered["count"] / (delivered["last"].timestamp() - started)
 
 
 def drain_noop(count: int) -> float:

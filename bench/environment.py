@@ -15,8 +15,11 @@ VENV_BIN = ROOT / ".venv" / "bin"
 RESULTS = ROOT / "bench" / "results"
 
 # A database of its own, dropped and created by every run; never one the test suite uses.
-DATABASE_URL = "postgres://postgres@127.0.0.1:5432/enrichment_bench"
-REDIS_URL = "redis://127.0.0.1:6379/9"
+# BENCH_DATABASE_URL and BENCH_REDIS_URL move it, for two benches on one machine.
+DATABASE_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/enrichment_bench"
+)
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 BENCH_ENV = {
     "DJANGO_SETTINGS_MODULE": "enrichment_project.settings",
@@ -27,6 +30,9 @@ BENCH_ENV = {
     "CACHE_URL": REDIS_URL,
     "API_RATE_LIMIT": "1000/s",
     "DEBUG": "false",
+    # Section e's webhook receiver listens on the loopback, over plain HTTP.
+    "WEBHOOK_ALLOW_HTTP": "true",
+    "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
 }
 
 

@@ -97,7 +97,8 @@ def state_reset() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE enrichment_enrichment, enrichment_globalenrichment, persons_contactpoint,"
-            " enrichment_enrichmentbatch, enrichment_enrichmentbatchitem"
+            " enrichment_enrichmentbatch, enrichment_enrichmentbatchitem,"
+            " webhooks_webhookevent, webhooks_webhookdelivery"
         )
         cursor.execute(
             f"DELETE FROM {CreditTransaction._meta.db_table} WHERE kind = %s",

@@ -1,5 +1,6 @@
-"""The suite: fresh backends, then sections a-d, each figure paired run by run with a baseline
-measured in the same run. Sizes can be lowered for a quick look (BENCH_RUNS=1)."""
+"""The suite: fresh backends, then sections a-e, each figure paired run by run with a baseline
+measured in the same run. Sizes can be lowered for a quick look (BENCH_RUNS=1); BENCH_SECTIONS
+(e.g. `e`) runs some sections only (c needs b)."""
 
 import os
 import statistics
@@ -16,11 +17,12 @@ from django.http import HttpResponse
 from django.test import Client
 
 from bench import fixtures
-from bench.drain import Drain, drain_enrichments, drain_noop
+from bench.drain import Drain, deliveries_drained, drain_enrichments, drain_noop
 from bench.environment import RESULTS
 from bench.fixtures import Tenant, batch_id, block_of, enrichment_id, person_id
 from bench.http_load import BATCH_PATH, batch_body, post_concurrently
 from bench.processes import celery_worker, free_port, gunicorn
+from bench.receiver import local_receiver
 from bench.report import Report, Target, machine
 from bench.sql import (
     Statement,
@@ -34,8 +36,11 @@ from enrichment.models import Enrichment, Status
 from enrichment.providers import waterfall_lookup
 from enrichment.selectors import subject_of
 from enrichment.services import Settlement, enrichments_claim, enrichments_settle
+from webhooks.events import ENRICHMENT_COMPLETED
+from webhooks.services import webhook_endpoint_create
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+SECTIONS = os.environ.get("BENCH_SECTIONS", "abcde")
 BATCH_SIZE = 100
 CLIENT_LEVELS = (1, 4, 16)
 # Divisible by every client level, so each level posts the same batches.
@@ -50,6 +55,7 @@ SETTLEMENTS_PER_CLIENT = 60
 SETTLEMENT_FIRST_BATCH = 500
 # Clients numbered from here own the blocks of the captured requests, clear of pgbench's clients.
 CAPTURE_CLIENT = 900
+WEBHOOK_DRAIN_SIZE = 1000
 
 TARGETS = [
     Target("batch POST, 100 new persons, 4 clients vs SQL baseline", "a.new.4.rate", 0.5),
@@ -57,6 +63,8 @@ TARGETS = [
     Target("drain at 0 ms vs no-op drain, 20 organizations", "b.0ms.20.rate", 0.5),
     Target("drain at 200 ms vs drain at 0 ms, 1 organization", "b.200ms.1.rate", 0.8),
     Target("drain at 200 ms vs drain at 0 ms, 20 organizations", "b.200ms.20.rate", 0.8),
+    Target("0 ms drain with a webhook subscriber vs without", "e.0ms.subscribed.rate", 0.9),
+    Target("200 ms drain with a webhook subscriber vs without", "e.200ms.subscribed.rate", 0.9),
     Target("statements, 100 new persons vs 1", "d.new", 1.0, exact=True),
     Target("statements, 100 reused persons vs 1", "d.reused", 1.0, exact=True),
 ]
@@ -81,10 +89,19 @@ def main() -> None:
             "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"],
         }
     )
-    batch_endpoint(report, statement_counts(report))
-    settlement(report, worker_drains(report))
-    print(report.table(TARGETS))
-    report.write(TARGETS)
+    if "a" in SECTIONS or "d" in SECTIONS:
+        scripts = statement_counts(report)
+        if "a" in SECTIONS:
+            batch_endpoint(report, scripts)
+    if "b" in SECTIONS:
+        drains = worker_drains(report)
+        if "c" in SECTIONS:
+            settlement(report, drains)
+    if "e" in SECTIONS:
+        webhook_drains(report)
+    targets = [target for target in TARGETS if target.key in report.figures]
+    print(report.table(targets))
+    report.write(targets)
     print(f"\nwritten to {RESULTS / 'latest.json'}")
 
 
@@ -322,3 +339,65 @@ def settlement(report: Report, drains: Sequence[Drain]) -> None:
             baseline=capacity.per_second,
             baseline_label=f"pgbench {clients} clients:",
         )
+
+
+# --- e: webhook deliveries beside the settlement ------------------------------------------------
+
+
+def webhook_drains(report: Report) -> None:
+    """Section e: the drain of 1,000 enrichments of an organization with an endpoint subscribed
+    to `enrichment.completed` on a local receiver (its deliveries run on the same worker),
+    beside the same drain of an organization without one, run by run in alternating order, at
+    0 ms and at 200 ms of sandbox latency. Also the deliveries' own rate, from the drain's start
+    to the last one delivered."""
+    blocks = WEBHOOK_DRAIN_SIZE // BATCH_SIZE
+    requests: dict[str, list[tuple[Tenant, list[uuid.UUID]]]] = {}
+    for offset, kind in enumerate(("plain", "subscribed")):
+        tenant = fixtures.tenant_create(f"bench-webhooks-{kind}")
+        client_blocks = [block_of(CAPTURE_CLIENT + 200 + offset, b) for b in range(1, blocks + 1)]
+        fixtures.persons_create(tenant, client_blocks, BATCH_SIZE)
+        requests[kind] = [(tenant, _persons(block)) for block in client_blocks]
+    with local_receiver() as url:
+        webhook_endpoint_create(
+            organization=requests["subscribed"][0][0].organization,
+            url=url,
+            events=[ENRICHMENT_COMPLETED],
+        )
+        for sandbox_ms in (0, SLOW_SANDBOX_MS):
+            with _worker(sandbox_ms):
+                for run in range(RUNS):
+                    progress(f"e. {sandbox_ms} ms drains with and without a webhook subscriber")
+                    _webhook_drain_pair(report, requests, sandbox_ms, run)
+
+
+def _webhook_drain_pair(
+    report: Report,
+    requests: dict[str, list[tuple[Tenant, list[uuid.UUID]]]],
+    sandbox_ms: int,
+    run: int,
+) -> None:
+    drains: dict[str, Drain] = {}
+    deliveries = 0.0
+    for kind in ("plain", "subscribed") if run % 2 == 0 else ("subscribed", "plain"):
+        fixtures.state_reset()
+        drains[kind] = drain_enrichments(requests[kind])
+        if kind == "subscribed":
+            deliveries = deliveries_drained(drains[kind].started)
+    report.record(
+        f"e.{sandbox_ms}ms.subscribed.rate",
+        section="e",
+        label=f"{sandbox_ms} ms sandbox, webhook subscriber",
+        unit="enrich./s",
+        value=drains["subscribed"].per_second,
+        baseline=drains["plain"].per_second,
+        baseline_label="no subscriber:",
+    )
+    report.record(
+        f"e.{sandbox_ms}ms.deliveries.rate",
+        section="e",
+        label=f"{sandbox_ms} ms: its deliveries, to the last",
+        unit="deliv./s",
+        value=deliveries,
+        baseline=drains["subscribed"].per_second,
+        baseline_label="its enrich./s:",
+    )

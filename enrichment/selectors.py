@@ -4,7 +4,7 @@ its tenant cannot be written by accident."""
 import dataclasses
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -143,12 +143,16 @@ def enrichment_batches_of(*, organization: Organization) -> QuerySet[EnrichmentB
     return EnrichmentBatch.objects.filter(organization=organization)
 
 
-def enrichment_batches_summarize(*, batches: Sequence[EnrichmentBatch]) -> list[BatchSummary]:
+def enrichment_batches_summarize(
+    *, batches: Sequence[EnrichmentBatch], leaving_out: Collection[uuid.UUID] = ()
+) -> list[BatchSummary]:
     """Summaries of the batches in one query, whatever their number and size: their items in
-    order, each joined to the few columns of its enrichment the counts need."""
+    order, each joined to the few columns of its enrichment the counts need. `leaving_out`:
+    enrichments being deleted in this transaction, whose items are about to go."""
     summaries = {batch.pk: BatchSummary(batch=batch) for batch in batches}
     items = (
         EnrichmentBatchItem.objects.filter(batch_id__in=list(summaries))
+        .exclude(enrichment_id__in=list(leaving_out))
         .order_by("batch_id", "position")
         .select_related("enrichment")
         .only(

@@ -5,7 +5,7 @@ import logging
 import random
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -37,17 +37,21 @@ from enrichment.providers.base import FoundValue, PermanentProviderError, Transi
 from enrichment.queueing import enqueue_enrichments
 from enrichment.selectors import (
     BatchSummary,
+    enrichment_batches_summarize,
     enrichments_reusable,
     global_enrichments_fresh,
     lookup_key,
     subject_of,
 )
+from enrichment.serializers import EnrichmentBatchOut, EnrichmentOut
 from enrichment_project.errors import InvalidState, NotFound, ValidationFailed
 from enrichment_project.metrics import ENRICHMENTS_CREATED, ENRICHMENTS_ENDED, count_on_commit
 from organizations.models import Organization
 from persons.models import ContactPoint
 from persons.selectors import persons_list, persons_of
 from persons.services import contact_points_save
+from webhooks.events import ENRICHMENT_BATCH_COMPLETED, ENRICHMENT_COMPLETED
+from webhooks.services import webhook_events_record
 
 logger = logging.getLogger(__name__)
 
@@ -332,7 +336,9 @@ def enrichments_release_for_deletion(*, enrichments: QuerySet[Enrichment]) -> No
         rows = list(pending.filter(organization_id=organization_id).values_list("pk", "price"))
         credits_release(account=account, amount=sum(price for _, price in rows))
         # Their batches may have been waiting for nothing else.
-        enrichment_batches_complete(ended_ids=[pk for pk, _ in rows])
+        deleted = [pk for pk, _ in rows]
+        completed = enrichment_batches_complete(ended_ids=deleted)
+        _record_ended(organization_id, batches=completed, leaving_out=deleted)
 
 
 # --- Worker side ------------------------------------------------------------------------------
@@ -457,8 +463,10 @@ def _settle_for_organization(
             enrichment.credits_charged = enrichment.price
         credits_release(account=account, amount=released)
         _save_settled(pending)
-        enrichment_batches_complete(ended_ids=[enrichment.pk for enrichment in pending])
+        completed = enrichment_batches_complete(ended_ids=[e.pk for e in pending])
         ended = _count_ended((enrichment.field, enrichment.status) for enrichment in pending)
+        if pending:
+            _record_ended(organization_id, enrichments=pending, batches=completed)
     if pending:
         # The line `grep <request id>` finds at the end of a batch.
         logger.info(
@@ -479,6 +487,30 @@ def _count_ended(ended: Iterable[tuple[str, str]]) -> Counter[tuple[str, str]]:
     for (field, status), count in counts.items():
         count_on_commit(ENRICHMENTS_ENDED, count, field=field, status=status)
     return counts
+
+
+def _record_ended(
+    organization_id: uuid.UUID,
+    *,
+    enrichments: Iterable[Enrichment] = (),
+    batches: Sequence[EnrichmentBatch] = (),
+    leaving_out: Collection[uuid.UUID] = (),
+) -> None:
+    """The `enrichment.completed` events of the enrichments that ended and the
+    `enrichment_batch.completed` events of the batches they completed, written in the
+    transaction that ended them. The rendering is lazy: it runs only for the event types an
+    endpoint of the organization subscribes to."""
+
+    def events(subscribed: frozenset[str]) -> Iterator[tuple[str, dict]]:
+        if ENRICHMENT_COMPLETED in subscribed:
+            for data in EnrichmentOut(enrichments, many=True).data:
+                yield ENRICHMENT_COMPLETED, data
+        if batches and ENRICHMENT_BATCH_COMPLETED in subscribed:
+            summaries = enrichment_batches_summarize(batches=batches, leaving_out=leaving_out)
+            for data in EnrichmentBatchOut(summaries, many=True).data:
+                yield ENRICHMENT_BATCH_COMPLETED, data
+
+    webhook_events_record(organization_id=organization_id, events=events)
 
 
 SETTLED_FIELDS = [
@@ -643,8 +675,14 @@ def enrichments_requeue_timed_out(
                 updated_at=now,
             )
             credits_release(account=account, amount=sum(price for _, price, _ in rows))
-            enrichment_batches_complete(ended_ids=ids)
+            completed = enrichment_batches_complete(ended_ids=ids)
             _count_ended((field, Status.TIMEOUT) for _, _, field in rows)
+            if ids:
+                _record_ended(
+                    organization_id,
+                    enrichments=Enrichment.objects.filter(pk__in=ids),
+                    batches=completed,
+                )
         timed_out.extend(ids)
     return RequeueReport(requeued=requeued, timed_out=timed_out, dry_run=False)
 

@@ -5,6 +5,7 @@ that `make run` works on a fresh machine; production and the test suite set DATA
 CELERY_BROKER_URL to PostgreSQL and Redis.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -33,6 +34,7 @@ INSTALLED_APPS = [
     "credits",
     "providers",
     "enrichment",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -345,6 +347,39 @@ CACHES["providers"] = (
     if PROVIDERS_REDIS_URL
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "providers"}
 )
+
+# --- Webhooks -----------------------------------------------------------------------------------
+# Receivers must be https unless this is true (e.g. a receiver on the install's private network).
+WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
+# Comma-separated CIDRs whose non-public addresses receivers may use (self-hosted installs); parsed
+# here so that a typo stops the start instead of refusing every delivery.
+WEBHOOK_ALLOWED_NETWORKS = [
+    str(ipaddress.ip_network(cidr.strip()))
+    for cidr in env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
+]
+WEBHOOK_TIMEOUT: float = env.float("WEBHOOK_TIMEOUT", default=15.0)
+# Seconds before attempts 2 to 8 (each with ±10 % jitter); after the 8th failure it stays failed.
+WEBHOOK_RETRY_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
+# An endpoint whose deliveries have all failed for this long is disabled.
+WEBHOOK_DISABLE_AFTER_FAILING = 5 * 24 * 3600
+WEBHOOK_QUEUE = "webhooks"
+CELERY_TASK_QUEUES.append(Queue(WEBHOOK_QUEUE))
+# A Redis broker is read in the order of CELERY_TASK_QUEUES, webhooks last: a worker takes a
+# delivery only when no enrichment job waits, so deliveries never slow settlements down (during
+# a burst they wait for it to drain).
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] = "priority"
+# Deliveries per job, sent this many at once (threads waiting on receivers).
+WEBHOOK_TASK_CHUNK_SIZE = env.int("WEBHOOK_TASK_CHUNK_SIZE", default=50)
+WEBHOOK_DELIVERY_CONCURRENCY = env.int("WEBHOOK_DELIVERY_CONCURRENCY", default=10)
+# Retries are sent by this sweep, not by broker countdowns: a Redis broker redelivers a delayed
+# task past its visibility timeout. It also recovers deliveries whose queueing was lost.
+WEBHOOK_SWEEP_SECONDS = env.int("WEBHOOK_SWEEP_SECONDS", default=5)
+WEBHOOK_SWEEP_MAX = 5000
+CELERY_BEAT_SCHEDULE["sweep-due-webhook-deliveries"] = {
+    "task": "webhooks.sweep_due_deliveries",
+    "schedule": WEBHOOK_SWEEP_SECONDS,
+}
 
 # Static files come from the app directories when they were not collected (`make run`).
 WHITENOISE_USE_FINDERS = True

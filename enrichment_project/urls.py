@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/v1/", include("enrichment.urls")),
     path("api/v1/", include("credits.urls")),
     path("api/v1/", include("persons.urls")),
+    path("api/v1/", include("webhooks.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz),

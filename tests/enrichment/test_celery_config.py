@@ -27,7 +27,11 @@ def test_no_result_backend_is_used():
 
 def test_a_plain_worker_consumes_every_queue_the_project_uses():
     consumed = {queue.name for queue in app.conf.task_queues}
-    assert consumed == {app.conf.task_default_queue, settings.ENRICHMENT_QUEUE}
+    assert consumed == {
+        app.conf.task_default_queue,
+        settings.ENRICHMENT_QUEUE,
+        settings.WEBHOOK_QUEUE,
+    }
 
 
 def test_tasks_have_explicit_names():
@@ -37,6 +41,8 @@ def test_tasks_have_explicit_names():
         "enrichment.process_enrichments",
         "enrichment.requeue_timed_out_enrichments",
         "organizations.purge_expired_idempotency_keys",
+        "webhooks.deliver",
+        "webhooks.sweep_due_deliveries",
     }
 
 
@@ -44,3 +50,9 @@ def test_beat_runs_the_requeue_service_every_minute():
     entry = app.conf.beat_schedule["requeue-timed-out-enrichments"]
     assert entry["task"] == "enrichment.requeue_timed_out_enrichments"
     assert entry["schedule"] == 60
+
+
+def test_beat_sweeps_due_webhook_deliveries_every_few_seconds():
+    entry = app.conf.beat_schedule["sweep-due-webhook-deliveries"]
+    assert entry["task"] == "webhooks.sweep_due_deliveries"
+    assert entry["schedule"] == settings.WEBHOOK_SWEEP_SECONDS == 5

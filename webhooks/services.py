@@ -1,0 +1,306 @@
+"""Webhook endpoints, the event outbox and delivery. Events are written in the caller's
+transaction and delivered by workers outside any transaction, at least once per subscribed
+endpoint."""
+
+import random
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from enrichment_project.db import rows_update
+from enrichment_project.errors import InvalidState, ValidationFailed
+from organizations.models import Organization
+from webhooks.addresses import AddressRefused, url_check
+from webhooks.events import EVENT_TYPES
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from webhooks.queueing import enqueue_deliveries, enqueue_deliveries_on_commit
+from webhooks.sending import Attempt, attempt_send, delivery_client, webhook_body
+from webhooks.signing import secret_generate
+
+ROTATION_OVERLAP = timedelta(hours=24)
+DISABLED_BY_API = "disabled through the API"
+DISABLED_GONE = "the receiver answered 410 Gone"
+DISABLED_FAILING = "every delivery failed for 5 days"
+
+
+def _checked_url(url: str) -> str:
+    try:
+        url_check(url)
+    except AddressRefused as refused:
+        raise ValidationFailed(
+            f"The URL is refused: {refused.reason}.", {"url": refused.reason}
+        ) from refused
+    return url
+
+
+def webhook_endpoint_create(
+    *, organization: Organization, url: str, events: Sequence[str], description: str = ""
+) -> WebhookEndpoint:
+    """The new endpoint carries its secret, which the API shows this once."""
+    return WebhookEndpoint.objects.create(
+        organization=organization,
+        url=_checked_url(url),
+        events=list(dict.fromkeys(events)),
+        description=description,
+        secret=secret_generate(),
+    )
+
+
+def webhook_endpoint_update(
+    *, endpoint: WebhookEndpoint, changes: Mapping[str, Any]
+) -> WebhookEndpoint:
+    """Applies validated changes (`url`, `events`, `description`, `disabled`). Enabling starts
+    the failure clock afresh; disabling ends its pending deliveries."""
+    if "url" in changes:
+        endpoint.url = _checked_url(changes["url"])
+    if "events" in changes:
+        endpoint.events = list(dict.fromkeys(changes["events"]))
+    if "description" in changes:
+        endpoint.description = changes["description"]
+    with transaction.atomic(durable=True):
+        if changes.get("disabled") is False and endpoint.disabled:
+            endpoint.disabled, endpoint.disabled_reason, endpoint.failing_since = False, "", None
+        endpoint.save()
+        if changes.get("disabled") and not endpoint.disabled:
+            _endpoints_disable([endpoint.pk], DISABLED_BY_API)
+            endpoint.refresh_from_db(fields=["disabled", "disabled_reason"])
+    return endpoint
+
+
+def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
+    endpoint.delete()
+
+
+def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    """A new secret signs from now on; the one it replaces signs too for 24 hours, so the
+    receiver can switch without losing a delivery."""
+    endpoint.previous_secret = endpoint.secret
+    endpoint.previous_secret_expires_at = timezone.now() + ROTATION_OVERLAP
+    endpoint.secret = secret_generate()
+    endpoint.save(
+        update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"]
+    )
+    return endpoint
+
+
+def _secrets_in_use(endpoint: WebhookEndpoint) -> list[str]:
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret and expires and expires > timezone.now():
+        return [endpoint.secret, endpoint.previous_secret]
+    return [endpoint.secret]
+
+
+def webhook_events_record(
+    *,
+    organization_id: uuid.UUID,
+    events: Iterable[tuple[str, Any]] | Callable[[frozenset[str]], Iterable[tuple[str, Any]]],
+) -> list[WebhookEvent]:
+    """Writes (type, data) events and one delivery per subscribed, enabled endpoint; MUST run
+    inside the transaction of the change the events report, so they commit or roll back with
+    it. Delivery is queued once that transaction commits. One SELECT when the organization has
+    no enabled endpoint (`events` may be lazy: it is consumed only when there is one; a callable
+    is given the subscribed types), three statements otherwise, whatever the number of events."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("webhook_events_record must run inside the change's transaction.")
+    endpoints = list(
+        WebhookEndpoint.objects.filter(organization_id=organization_id, disabled=False).only(
+            "pk", "events"
+        )
+    )
+    if not endpoints:
+        return []
+    if callable(events):
+        # The caller renders only the types some endpoint subscribes to.
+        events = events(frozenset(t for endpoint in endpoints for t in endpoint.events))
+    now = timezone.now()
+    written, deliveries = [], []
+    for event_type, data in events:
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"Unknown webhook event type {event_type!r}.")
+        event = WebhookEvent(
+            organization_id=organization_id, type=event_type, payload=data, created_at=now
+        )
+        subscribers = [endpoint for endpoint in endpoints if event_type in endpoint.events]
+        if subscribers:
+            written.append(event)
+            deliveries += [
+                WebhookDelivery(event=event, endpoint=endpoint, next_attempt_at=now, created_at=now)
+                for endpoint in subscribers
+            ]
+    if deliveries:
+        WebhookEvent.objects.bulk_create(written)
+        WebhookDelivery.objects.bulk_create(deliveries)
+        enqueue_deliveries_on_commit([delivery.pk for delivery in deliveries])
+    return written
+
+
+def webhook_delivery_retry(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Sends the delivery again now, whatever its status; one more attempt if it had failed."""
+    if delivery.endpoint.disabled:
+        raise InvalidState(
+            "The endpoint is disabled; enable it before retrying its deliveries.",
+            {"disabled": True},
+        )
+    with transaction.atomic(durable=True):
+        delivery.status = DeliveryStatus.PENDING
+        delivery.next_attempt_at = timezone.now()
+        delivery.save(update_fields=["status", "next_attempt_at"])
+        enqueue_deliveries_on_commit([delivery.pk])
+    return delivery
+
+
+# --- Worker side ------------------------------------------------------------------------------
+
+
+def webhook_deliveries_claim(
+    *, delivery_ids: Sequence[str] | None = None, limit: int
+) -> list[WebhookDelivery]:
+    """Claims due pending deliveries (of `delivery_ids` when given) of enabled endpoints: one
+    more attempt, and `next_attempt_at` moved past the task's time limit as a lease, so a second
+    job, the sweep or another worker does not send them meanwhile, and a job that dies leaves
+    them due again once the lease ends. Rows another claim holds are skipped."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+            status=DeliveryStatus.PENDING, next_attempt_at__lte=now, endpoint__disabled=False
+        )
+        if delivery_ids is not None:
+            due = due.filter(pk__in=delivery_ids)
+        claimed = list(due.select_related("event", "endpoint").order_by("next_attempt_at")[:limit])
+        WebhookDelivery.objects.filter(pk__in=[delivery.pk for delivery in claimed]).update(
+            attempts=F("attempts") + 1,
+            last_attempt_at=now,
+            next_attempt_at=now + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT),
+        )
+    for delivery in claimed:
+        delivery.attempts += 1
+        delivery.last_attempt_at = now
+    return claimed
+
+
+def _retry_delay(attempts: int) -> float | None:
+    """Seconds until the next attempt after `attempts` failed ones, with ±10 % jitter so the
+    retries of a burst spread out; None when the schedule is used up."""
+    schedule = settings.WEBHOOK_RETRY_SCHEDULE
+    if attempts > len(schedule):
+        return None
+    return schedule[attempts - 1] * random.uniform(0.9, 1.1)
+
+
+def webhook_deliveries_record(*, outcomes: Sequence[tuple[WebhookDelivery, Attempt]]) -> None:
+    """Stores the attempts' outcomes in one short transaction: delivered, scheduled again, or
+    failed for good. A success stops the endpoint's failure clock, a first failure starts it;
+    410, or five days of nothing but failures, disables the endpoint."""
+    now = timezone.now()
+    succeeded, failed, gone = set(), set(), set()
+    for delivery, attempt in outcomes:
+        delivery.status_code = attempt.status_code
+        delivery.duration_ms = attempt.duration_ms
+        delivery.error = attempt.error
+        if attempt.succeeded:
+            delivery.status, delivery.delivered_at, delivery.next_attempt_at = (
+                DeliveryStatus.DELIVERED,
+                now,
+                None,
+            )
+            succeeded.add(delivery.endpoint_id)
+            continue
+        failed.add(delivery.endpoint_id)
+        if attempt.gone:
+            gone.add(delivery.endpoint_id)
+        delay = _retry_delay(delivery.attempts)
+        if delay is None or attempt.gone:
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+        else:
+            delivery.next_attempt_at = now + timedelta(seconds=delay)
+    with transaction.atomic():
+        rows_update(
+            [delivery for delivery, _ in outcomes],
+            ["status", "status_code", "duration_ms", "error", "next_attempt_at", "delivered_at"],
+        )
+        endpoints = WebhookEndpoint.objects.filter(disabled=False)
+        if succeeded:
+            endpoints.filter(pk__in=succeeded, failing_since__isnull=False).update(
+                failing_since=None
+            )
+        if failing := failed - succeeded:
+            endpoints.filter(pk__in=failing, failing_since__isnull=True).update(failing_since=now)
+            stale = endpoints.filter(
+                pk__in=failing - gone,
+                failing_since__lte=now - timedelta(seconds=settings.WEBHOOK_DISABLE_AFTER_FAILING),
+            ).values_list("pk", flat=True)
+            _endpoints_disable(list(stale), DISABLED_FAILING)
+        _endpoints_disable(list(gone), DISABLED_GONE)
+
+
+def _endpoints_disable(endpoint_ids: list[uuid.UUID], reason: str) -> None:
+    """Disables the endpoints and ends their pending deliveries as failed."""
+    if not endpoint_ids:
+        return
+    WebhookEndpoint.objects.filter(pk__in=endpoint_ids, disabled=False).update(
+        disabled=True, disabled_reason=reason, updated_at=timezone.now()
+    )
+    WebhookDelivery.objects.filter(
+        endpoint_id__in=endpoint_ids, status=DeliveryStatus.PENDING
+    ).update(status=DeliveryStatus.FAILED, next_attempt_at=None, error="endpoint disabled")
+
+
+def _attempt(delivery: WebhookDelivery, client: httpx.Client) -> Attempt:
+    event = delivery.event
+    return attempt_send(
+        client=client,
+        url=delivery.endpoint.url,
+        secrets_in_use=_secrets_in_use(delivery.endpoint),
+        message_id=str(event.pk),
+        body=webhook_body(
+            event_type=event.type, created_at=event.created_at, payload=event.payload
+        ),
+        now=timezone.now(),
+    )
+
+
+def webhook_deliveries_send(*, delivery_ids: Sequence[str] | None = None) -> int:
+    """Claims due deliveries, sends them concurrently outside any transaction, and records the
+    outcomes; returns how many were attempted."""
+    claimed = webhook_deliveries_claim(
+        delivery_ids=delivery_ids, limit=settings.WEBHOOK_TASK_CHUNK_SIZE
+    )
+    if not claimed:
+        return 0
+    # Threads wait on receivers, not on the CPU; none touches the database.
+    with ExitStack() as stack, ThreadPoolExecutor(settings.WEBHOOK_DELIVERY_CONCURRENCY) as pool:
+        clients = {
+            endpoint_id: stack.enter_context(delivery_client())
+            for endpoint_id in {delivery.endpoint_id for delivery in claimed}
+        }
+        attempts = list(
+            pool.map(lambda delivery: _attempt(delivery, clients[delivery.endpoint_id]), claimed)
+        )
+    webhook_deliveries_record(outcomes=list(zip(claimed, attempts, strict=True)))
+    return len(claimed)
+
+
+def webhook_deliveries_sweep() -> int:
+    """Queues every due delivery: retries whose time has come, and deliveries whose publication
+    after commit was lost. A delivery already queued is claimed by one job only."""
+    due = list(
+        WebhookDelivery.objects.filter(
+            status=DeliveryStatus.PENDING,
+            next_attempt_at__lte=timezone.now(),
+            endpoint__disabled=False,
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[: settings.WEBHOOK_SWEEP_MAX]
+    )
+    if due:
+        enqueue_deliveries(due)
+    return len(due)

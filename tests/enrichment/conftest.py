@@ -14,22 +14,22 @@ BATCH_URL = "/api/v1/operations/enrichment/batch"
 
 @pytest.fixture
 def enrichment_queue() -> Callable[[], list[list[str]]]:
-    """Empties the enrichment queue on the test broker, then reads the ids of the jobs queued."""
+    """Empties the enrichment queue on the test broker, then reads the ids of the jobs queued.
+    The queue is the one the workers consume, declared as Celery declares it (RabbitMQ refuses to
+    purge a queue that does not exist yet, or to redeclare one with other properties)."""
+    queue = app.amqp.queues[settings.ENRICHMENT_QUEUE]
     with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge(settings.ENRICHMENT_QUEUE)
+        bound = queue(connection.default_channel)
+        bound.declare()
+        bound.purge()
 
     def queued_jobs() -> list[list[str]]:
         jobs = []
         with app.connection_for_read() as connection:
-            queue = connection.SimpleQueue(settings.ENRICHMENT_QUEUE, no_ack=True)
-            while True:
-                try:
-                    message = queue.get(block=False)
-                except queue.Empty:
-                    break
+            bound = queue(connection.default_channel)
+            while (message := bound.get(no_ack=True)) is not None:
                 args, _kwargs, _embed = message.decode()
                 jobs.append(args[0])
-            queue.close()
         return jobs
 
     return queued_jobs

@@ -1,12 +1,15 @@
-"""The pipeline end to end with a real Celery worker consuming from Redis (not eager mode)."""
+"""The pipeline end to end with a real Celery worker consuming from the broker (not eager mode);
+`make test` runs it against Redis and against RabbitMQ."""
 
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from celery.worker import state as worker_state
 from django.db import IntegrityError, connection, transaction
 
 from credits.models import CreditTransaction
@@ -25,7 +28,7 @@ from tests.concurrency import run_concurrently
 from tests.enrichment.conftest import assert_ledger_invariants, request_enrichments
 from tests.factories import PersonFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
@@ -36,12 +39,23 @@ def fast_providers(settings) -> None:
     settings.ENRICHMENT_MAX_ATTEMPTS = 3
 
 
+@contextmanager
+def celery_worker(**options: object) -> Iterator[None]:
+    """A worker on the test broker, in a thread. Its event loop sees a stop only when it wakes:
+    on Redis within a second (its blocking reads time out), on RabbitMQ at its next timer, up to
+    10 s later; waking it makes stopping immediate on both."""
+    with start_worker(app, perform_ping_check=False, shutdown_timeout=30, **options) as worker:
+        try:
+            yield
+        finally:
+            worker_state.should_terminate = 0
+            worker.hub.call_soon(lambda: None)
+
+
 @pytest.fixture
 def worker(fast_providers, enrichment_queue) -> Iterator[None]:
     # Several threads, so duplicated jobs and retries really run side by side.
-    with start_worker(
-        app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30
-    ):
+    with celery_worker(pool="threads", concurrency=4):
         yield
 
 
@@ -163,7 +177,7 @@ def test_a_job_whose_worker_died_is_recovered_by_the_requeue_service(
 
     report = enrichments_requeue_timed_out(older_than=900, max_attempts=3)
     assert sorted(report.requeued) == sorted(ids) and report.timed_out == []
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+    with celery_worker(pool="solo"):
         settled = wait_until_settled(tenant.organization)
 
     assert {e.status for e in settled.values()} == {Status.FINISHED}

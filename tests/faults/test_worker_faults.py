@@ -13,6 +13,7 @@ from enrichment.models import Enrichment, Status
 from enrichment.queueing import enqueue_enrichments
 from tests.conftest import Tenant
 from tests.faults.conftest import (
+    ON_RABBITMQ,
     PrivateBroker,
     StartWorker,
     add_persons,
@@ -61,6 +62,37 @@ def test_sigkilled_workers_lose_no_work_and_charge_nothing_twice(
         final_states=states,
         double_charges=double_charges(),
         settled_after_last_kill=f"{settled.seconds:.1f}s",
+    )
+
+
+@pytest.mark.skipif(
+    not ON_RABBITMQ,
+    reason="Redis hands a dead worker's jobs out again only after its visibility timeout (an "
+    "hour); the re-queue service recovers them sooner, as the SIGKILL test shows",
+)
+def test_rabbitmq_redelivers_a_killed_workers_jobs_without_the_requeue_service(
+    make_tenant: Callable[..., Tenant], start_worker: StartWorker
+) -> None:
+    worker = start_worker(**LATENCY)
+    tenant = make_tenant(credits=10_000)
+    request_enrichments(tenant, add_persons(tenant, ENRICHMENTS))
+
+    wait_for_work_in_flight(tenant.organization)
+    worker.kill()  # its connection closes with it: RabbitMQ re-queues what it held
+    start_worker(**LATENCY)
+    # No re-queue service: only the broker can bring the killed worker's jobs back.
+    settled = wait_until_settled(tenant.organization, timeout=60)
+
+    states = assert_settled_and_charged_once(tenant.organization)
+    assert states == {Status.FINISHED: ENRICHMENTS}
+    report(
+        "RabbitMQ redelivery",
+        jobs=jobs_for(ENRICHMENTS),
+        enrichments=ENRICHMENTS,
+        faults="1 SIGKILL of the worker's process group, no re-queue service",
+        final_states=states,
+        double_charges=double_charges(),
+        settled_after_kill=f"{settled.seconds:.1f}s",
     )
 
 

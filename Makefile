@@ -6,11 +6,14 @@ UV_VERSION := 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/enrichment
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+# The broker tests (markers `broker` and `faults`) run a second time against RabbitMQ.
+TEST_AMQP_BROKER_URL ?= amqp://guest:guest@127.0.0.1:5672//
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: install run test lint format bench clean
 
+# The development environment: runtime and dev dependencies (pytest, ruff, Playwright...).
 install: $(VENV)/.installed
 
 .tools/bin/uv:
@@ -21,13 +24,22 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen
 	touch $@
 
+# What running needs, without the dev group; --inexact keeps a dev environment already there.
+$(VENV)/.installed-runtime: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --no-dev --inexact
+	touch $@
+
 # Serves the API with a worker and beat; SQLite and a file-system broker unless configured.
-run: install
+run: $(VENV)/.installed-runtime
 	HOST=$(HOST) PORT=$(PORT) bin/run
 
+# The whole suite on Redis, then the broker tests again on RabbitMQ; either failing fails.
 test: install lint
+	bin/test-prepare
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 		$(VENV)/bin/pytest
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_AMQP_BROKER_URL) \
+		$(VENV)/bin/pytest -m "broker or faults"
 
 lint: install
 	$(VENV)/bin/ruff format --check .

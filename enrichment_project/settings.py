@@ -227,11 +227,23 @@ ENRICHMENT_QUEUE = "enrichment"
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # Redis re-delivers an unacknowledged job after this long; every time limit stays below it so
-    # a job that is still running is never handed to a second worker.
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
-}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+# Redis or RabbitMQ (see the README's Deployment section); the same acks_late settings below hold
+# for both, only the way an unacknowledged job comes back differs.
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Redis re-delivers an unacknowledged job after this long; a job's hard time limit plus its
+    # longest retry countdown stays below it, so a job still running (or waiting for its retry)
+    # is never handed to a second worker.
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = env.int(
+        "CELERY_VISIBILITY_TIMEOUT", default=3600
+    )
+elif CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    # RabbitMQ re-delivers a job as soon as the connection of the worker holding it closes (no
+    # timeout to tune). Its consumer_timeout (30 min by default) closes a channel holding a job
+    # unacknowledged longer; the same bound as Redis's keeps every job far below it. Confirmed
+    # publishes: a job is queued when the publish returns, or the publish raises and the
+    # enrichment stays pending for the re-queue service.
+    CELERY_BROKER_TRANSPORT_OPTIONS["confirm_publish"] = True
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _BROKER_DIR = BASE_DIR / ".broker"
     CELERY_BROKER_TRANSPORT_OPTIONS |= {

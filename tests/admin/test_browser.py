@@ -30,11 +30,11 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def require_chromium() -> Path:
-    """A missing browser fails the test, never skips it: CI installs Chromium (.ci/run)."""
+    """A missing browser fails the test, never skips it: `make test` installs Chromium."""
     if not CHROMIUM.exists():
         pytest.fail(
             f"Chromium is missing at {CHROMIUM}: install it with "
-            "`apt-get install -y chromium` (.ci/run does this in CI)."
+            "`apt-get install -y chromium` (`make test` does this, in bin/test-prepare)."
         )
     return CHROMIUM
 

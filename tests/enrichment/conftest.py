@@ -1,8 +1,10 @@
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from celery.worker import state as worker_state
 from django.conf import settings
 
 from credits.models import CreditAccount, CreditTransaction
@@ -16,22 +18,22 @@ BATCH_URL = "/api/v1/operations/enrichment/batch"
 
 @pytest.fixture
 def enrichment_queue() -> Callable[[], list[list[str]]]:
-    """Empties the enrichment queue on the test broker, then reads the ids of the jobs queued."""
+    """Empties the enrichment queue on the test broker, then reads the ids of the jobs queued.
+    The queue is the one the workers consume, declared as Celery declares it (RabbitMQ refuses to
+    purge a queue that does not exist yet, or to redeclare one with other properties)."""
+    queue = app.amqp.queues[settings.ENRICHMENT_QUEUE]
     with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge(settings.ENRICHMENT_QUEUE)
+        bound = queue(connection.default_channel)
+        bound.declare()
+        bound.purge()
 
     def queued_jobs() -> list[list[str]]:
         jobs = []
         with app.connection_for_read() as connection:
-            queue = connection.SimpleQueue(settings.ENRICHMENT_QUEUE, no_ack=True)
-            while True:
-                try:
-                    message = queue.get(block=False)
-                except queue.Empty:
-                    break
+            bound = queue(connection.default_channel)
+            while (message := bound.get(no_ack=True)) is not None:
                 args, _kwargs, _embed = message.decode()
                 jobs.append(args[0])
-            queue.close()
         return jobs
 
     return queued_jobs
@@ -46,12 +48,23 @@ def fast_providers(settings) -> None:
     settings.ENRICHMENT_MAX_ATTEMPTS = 3
 
 
+@contextmanager
+def celery_worker(**options: object) -> Iterator[None]:
+    """A worker on the test broker, in a thread. Its event loop sees a stop only when it wakes:
+    on Redis within a second (its blocking reads time out), on RabbitMQ at its next timer, up to
+    10 s later; waking it makes stopping immediate on both."""
+    with start_worker(app, perform_ping_check=False, shutdown_timeout=30, **options) as worker:
+        try:
+            yield
+        finally:
+            worker_state.should_terminate = 0
+            worker.hub.call_soon(lambda: None)
+
+
 @pytest.fixture
 def worker(fast_providers: None, enrichment_queue: Callable) -> Iterator[None]:
     # Several threads, so duplicated jobs and retries really run side by side.
-    with start_worker(
-        app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30
-    ):
+    with celery_worker(pool="threads", concurrency=4):
         yield
 
 

@@ -240,6 +240,7 @@ def test_batch_statement_count_does_not_grow_with_batch_size(make_tenant):
     )
 
 
+@pytest.mark.broker
 def test_batch_queues_work_only_after_commit_in_chunks(
     tenant, enrichment_queue, settings, django_capture_on_commit_callbacks
 ):
@@ -259,6 +260,7 @@ def test_batch_queues_work_only_after_commit_in_chunks(
     )
 
 
+@pytest.mark.broker
 def test_batch_of_only_reused_enrichments_queues_nothing(
     tenant, enrichment_queue, django_capture_on_commit_callbacks
 ):

@@ -14,6 +14,7 @@ from tests.factories import PersonFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.mark.broker
 def test_overlapping_batches_never_create_two_pending_enrichments_for_a_person(
     make_tenant, enrichment_queue
 ):

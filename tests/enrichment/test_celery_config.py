@@ -1,8 +1,17 @@
 """A typo in a Celery setting silently disables it; these read the configuration the worker gets."""
 
+import pytest
 from django.conf import settings
 
 from enrichment_project.celery import app
+
+pytestmark = pytest.mark.broker
+
+REDIS = app.conf.broker_url.startswith(("redis://", "rediss://"))
+AMQP = app.conf.broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+# RabbitMQ's default consumer_timeout (rabbitmq.conf, 1,800,000 ms): a channel holding a delivery
+# unacknowledged longer is closed and its deliveries re-queued.
+RABBITMQ_CONSUMER_TIMEOUT = 1800
 
 
 def test_tasks_are_acknowledged_late_and_rejected_when_their_worker_dies():
@@ -12,12 +21,29 @@ def test_tasks_are_acknowledged_late_and_rejected_when_their_worker_dies():
     assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is True
 
 
-def test_time_limits_stay_below_the_broker_visibility_timeout():
+def _longest_unacknowledged_hold() -> float:
+    """How long a worker can hold a job's message unacknowledged: a retry is published with a
+    countdown the worker waits out holding the message, then the job runs up to its hard limit."""
+    return settings.ENRICHMENT_RETRY_BACKOFF_MAX_SECONDS + app.conf.task_time_limit
+
+
+def test_time_limits_are_ordered_and_the_hard_one_is_the_claim_lease():
     soft, hard = app.conf.task_soft_time_limit, app.conf.task_time_limit
-    visibility = app.conf.broker_transport_options["visibility_timeout"]
-    assert 0 < soft < hard < visibility
+    assert 0 < soft < hard
     # The claim lease is the hard limit: a claim older than that belongs to a dead job.
     assert hard == settings.CELERY_TASK_TIME_LIMIT
+
+
+@pytest.mark.skipif(not REDIS, reason="the visibility timeout is Redis's")
+def test_no_job_outlives_the_redis_visibility_timeout():
+    visibility = app.conf.broker_transport_options["visibility_timeout"]
+    assert _longest_unacknowledged_hold() < visibility
+
+
+@pytest.mark.skipif(not AMQP, reason="publisher confirms and consumer_timeout are RabbitMQ's")
+def test_rabbitmq_publishes_are_confirmed_and_no_job_outlives_its_consumer_timeout():
+    assert app.conf.broker_transport_options == {"confirm_publish": True}
+    assert _longest_unacknowledged_hold() < RABBITMQ_CONSUMER_TIMEOUT
 
 
 def test_no_result_backend_is_used():

@@ -1,11 +1,11 @@
-"""The pipeline end to end with a real Celery worker consuming from Redis (not eager mode)."""
+"""The pipeline end to end with a real Celery worker consuming from the broker (not eager mode);
+`make test` runs it against Redis and against RabbitMQ."""
 
 import threading
 import time
 import uuid
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.db import IntegrityError, connection, transaction
 
 from credits.models import CreditTransaction
@@ -18,17 +18,17 @@ from enrichment.services import (
     enrichments_claim,
     enrichments_requeue_timed_out,
 )
-from enrichment_project.celery import app
 from persons.models import ContactPoint
 from tests.concurrency import run_concurrently
 from tests.enrichment.conftest import (
     assert_ledger_invariants,
+    celery_worker,
     request_enrichments,
     wait_until_settled,
 )
 from tests.factories import PersonFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 
 
 def test_batch_ends_finished_with_contact_points_and_exact_charges(make_tenant, worker):
@@ -140,7 +140,7 @@ def test_a_job_whose_worker_died_is_recovered_by_the_requeue_service(
 
     report = enrichments_requeue_timed_out(older_than=900, max_attempts=3)
     assert sorted(report.requeued) == sorted(ids) and report.timed_out == []
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+    with celery_worker(pool="solo"):
         settled = wait_until_settled(tenant.organization)
 
     assert {e.status for e in settled.values()} == {Status.FINISHED}

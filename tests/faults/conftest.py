@@ -1,9 +1,10 @@
-"""Shared machinery of the fault-injection tests: a private Redis, real worker and gunicorn
-processes against the pytest database, and bounded waits. Every process started here runs in a
-process group of its own and is killed, with the whole group, in the fixture's teardown.
+"""Shared machinery of the fault-injection tests: a private broker (Redis or RabbitMQ, the kind
+the run's CELERY_BROKER_URL names), real worker and gunicorn processes against the pytest
+database, and bounded waits. Every process started here runs in a process group of its own and
+is killed, with the whole group, in the fixture's teardown.
 
-Other people use the shared Redis on 6379 at the same time: these tests never touch it, every
-process here (this one included) talks to the private one."""
+Other people use the shared Redis on 6379 and RabbitMQ on 5672 at the same time: these tests
+never touch them, every process here (this one included) talks to the private one."""
 
 import contextlib
 import math
@@ -19,8 +20,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+import kombu
+import kombu.exceptions
+import kombu.pools
 import pytest
 import redis
 from django.conf import settings as django_settings
@@ -147,12 +151,15 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
         process.kill()
 
 
-# --- Private Redis ----------------------------------------------------------------------------
+# --- Private brokers ---------------------------------------------------------------------------
 
 
 class PrivateRedis:
     """A redis-server of our own on a free port, without persistence: stopping it loses every
     queued and unacknowledged job, which is the worst a broker crash can do."""
+
+    name = "Redis"
+    crash = "queue lost"
 
     def __init__(self, spawn: Spawn) -> None:
         self.port = free_port()
@@ -177,21 +184,114 @@ class PrivateRedis:
             return False
 
 
+class PrivateRabbitMQ:
+    """A RabbitMQ node of our own: its own node name, AMQP and distribution ports, configuration
+    and data directory, so nothing here touches the shared node on 5672. Stopped with SIGKILL, a
+    crash; started again on the same data directory, as a crashed node restarts from its disk:
+    durable queues and the persistent jobs it had written come back, the rest are lost.
+
+    A node takes seconds to boot, so one serves the whole session; each test starts with the
+    project's queues purged."""
+
+    name = "RabbitMQ"
+    crash = "unwritten jobs lost"
+
+    def __init__(self, directory: Path) -> None:
+        self.port, dist_port = free_port(), free_port()
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
+        self._directory = directory
+        (directory / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        (directory / "rabbitmq-env.conf").write_text("")  # not the system's (its node name, port)
+        (directory / "enabled_plugins").write_text("[].\n")  # no management listener
+        self._env = {
+            **os.environ,
+            "HOME": str(directory),  # where the node keeps its Erlang cookie
+            "RABBITMQ_NODENAME": f"faults-{uuid.uuid4().hex[:8]}@localhost",
+            "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(directory / "log"),
+            "RABBITMQ_PID_FILE": str(directory / "node.pid"),
+            "RABBITMQ_DIST_PORT": str(dist_port),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+        self._process: Process | None = None
+        self._starts = 0
+
+    def start(self) -> None:
+        log = self._directory / f"node-{self._starts}.log"
+        self._starts += 1
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                ["/usr/lib/rabbitmq/bin/rabbitmq-server"],
+                env=self._env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._process = Process(popen=popen, log=log)
+        wait_until(self.answers, timeout=60, what=f"RabbitMQ on port {self.port} (its log: {log})")
+
+    def stop(self) -> None:
+        assert self._process is not None
+        self._process.kill()
+
+    def answers(self) -> bool:
+        try:
+            with kombu.Connection(self.url, connect_timeout=1) as connection:
+                connection.ensure_connection(max_retries=1)
+            return True
+        except (OSError, kombu.exceptions.OperationalError):
+            return False
+
+    def purge_project_queues(self) -> None:
+        with kombu.Connection(self.url) as connection:
+            for queue in app.amqp.queues.values():
+                bound = queue(connection.default_channel)
+                bound.declare()
+                bound.purge()
+
+
+PrivateBroker = PrivateRedis | PrivateRabbitMQ
+# The pytest run's broker (`make test` runs the fault suite once on each) says which kind.
+ON_RABBITMQ = urlsplit(django_settings.CELERY_BROKER_URL).scheme in {"amqp", "amqps", "pyamqp"}
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbitMQ]:
+    node = PrivateRabbitMQ(tmp_path_factory.mktemp("rabbitmq"))
+    node.start()
+    yield node
+    node.stop()
+
+
 def use_broker(url: str) -> None:
     """Points this process's Celery app at `url` (the read and write URLs were filled in from the
     broker URL when the app was configured). Its connection pools were made for the old URL, so
-    they are closed and dropped; the next publish builds new ones."""
+    they are closed and dropped, from kombu's registry too: it keeps pools by URL, and would hand
+    a closed one back when a test comes back to a URL (the session's RabbitMQ node). The next
+    publish builds new ones."""
     app.conf.broker_url = app.conf.broker_read_url = app.conf.broker_write_url = url
-    if app._pool is not None:
-        app._pool.force_close_all()
+    kombu.pools.reset()
     app._pool = None
     app.amqp._producer_pool = None
 
 
 @pytest.fixture
-def private_redis(spawn: Spawn, settings: Settings) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(spawn)
-    server.start()
+def private_broker(
+    request: pytest.FixtureRequest, spawn: Spawn, settings: Settings
+) -> Iterator[PrivateBroker]:
+    """A broker of the run's kind that only this test uses (and may stop)."""
+    server: PrivateBroker
+    if ON_RABBITMQ:
+        server = request.getfixturevalue("rabbitmq_node")
+        if not server.answers():  # an earlier test failed while it was stopped
+            server.start()
+        server.purge_project_queues()
+    else:
+        server = PrivateRedis(spawn)
+        server.start()
     shared_url = app.conf.broker_url
     settings.CELERY_BROKER_URL = server.url
     use_broker(server.url)
@@ -204,11 +304,11 @@ def private_redis(spawn: Spawn, settings: Settings) -> Iterator[PrivateRedis]:
 
 @pytest.fixture
 def subprocess_env(
-    transactional_db: None, private_redis: PrivateRedis, settings: Settings
+    transactional_db: None, private_broker: PrivateBroker, settings: Settings
 ) -> dict[str, str]:
     """The environment of workers and gunicorn: the pytest database (committed rows, hence
     transactional_db, which also flushes only after the processes are killed), the private
-    Redis, and SHARED_SETTINGS, which this process takes too."""
+    broker, and SHARED_SETTINGS, which this process takes too."""
     for name, value in SHARED_SETTINGS.items():
         setattr(settings, name, value)
     db = settings.DATABASES["default"]
@@ -218,7 +318,7 @@ def subprocess_env(
         **os.environ,
         **{name: str(value) for name, value in SHARED_SETTINGS.items()},
         "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": private_redis.url,
+        "CELERY_BROKER_URL": private_broker.url,
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -23,7 +23,7 @@ from enrichment.providers import sandbox
 from enrichment.services import enrichment_price, enrichments_requeue_timed_out
 from tests.conftest import Tenant
 from tests.faults.conftest import (
-    PrivateRedis,
+    PrivateBroker,
     StartWorker,
     add_persons,
     assert_ledger_checks_out,
@@ -252,16 +252,16 @@ def test_batch_requested_while_the_broker_is_down_is_answered_and_done_once_it_i
     make_tenant: Callable[..., Tenant],
     gunicorn: str,
     start_worker: StartWorker,
-    private_redis: PrivateRedis,
+    private_broker: PrivateBroker,
 ) -> None:
     start_worker(**QUICK_WORKER)
     tenant = make_tenant(credits=100)
     api = Api(gunicorn, tenant)
     ids = [person.pk for person in add_persons(tenant, 5, company_domain=sandbox.ALWAYS_FOUND)]
 
-    private_redis.stop()
+    private_broker.stop()
     status, body = api.batch(ids)
-    private_redis.start()
+    private_broker.start()
 
     assert status == 200, body
     assert [item["status"] for item in body] == [Status.PENDING] * len(ids)

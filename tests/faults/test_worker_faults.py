@@ -1,5 +1,5 @@
-"""Real prefork workers under faults: killed, handed every job twice, cut off from Redis and from
-PostgreSQL. Every enrichment still ends in a final state, nothing is charged twice, and the
+"""Real prefork workers under faults: killed, handed every job twice, cut off from the broker and
+from PostgreSQL. Every enrichment still ends in a final state, nothing is charged twice, and the
 ledger checks out."""
 
 import time
@@ -13,7 +13,8 @@ from enrichment.models import Enrichment, Status
 from enrichment.queueing import enqueue_enrichments
 from tests.conftest import Tenant
 from tests.faults.conftest import (
-    PrivateRedis,
+    ON_RABBITMQ,
+    PrivateBroker,
     StartWorker,
     add_persons,
     assert_settled_and_charged_once,
@@ -64,6 +65,37 @@ def test_sigkilled_workers_lose_no_work_and_charge_nothing_twice(
     )
 
 
+@pytest.mark.skipif(
+    not ON_RABBITMQ,
+    reason="Redis hands a dead worker's jobs out again only after its visibility timeout (an "
+    "hour); the re-queue service recovers them sooner, as the SIGKILL test shows",
+)
+def test_rabbitmq_redelivers_a_killed_workers_jobs_without_the_requeue_service(
+    make_tenant: Callable[..., Tenant], start_worker: StartWorker
+) -> None:
+    worker = start_worker(**LATENCY)
+    tenant = make_tenant(credits=10_000)
+    request_enrichments(tenant, add_persons(tenant, ENRICHMENTS))
+
+    wait_for_work_in_flight(tenant.organization)
+    worker.kill()  # its connection closes with it: RabbitMQ re-queues what it held
+    start_worker(**LATENCY)
+    # No re-queue service: only the broker can bring the killed worker's jobs back.
+    settled = wait_until_settled(tenant.organization, timeout=60)
+
+    states = assert_settled_and_charged_once(tenant.organization)
+    assert states == {Status.FINISHED: ENRICHMENTS}
+    report(
+        "RabbitMQ redelivery",
+        jobs=jobs_for(ENRICHMENTS),
+        enrichments=ENRICHMENTS,
+        faults="1 SIGKILL of the worker's process group, no re-queue service",
+        final_states=states,
+        double_charges=double_charges(),
+        settled_after_kill=f"{settled.seconds:.1f}s",
+    )
+
+
 def test_every_job_delivered_twice_is_done_once(
     make_tenant: Callable[..., Tenant], start_worker: StartWorker, settings: Settings
 ) -> None:
@@ -90,10 +122,10 @@ def test_every_job_delivered_twice_is_done_once(
     )
 
 
-def test_worker_resumes_by_itself_after_redis_restarts(
+def test_worker_resumes_by_itself_after_the_broker_restarts(
     make_tenant: Callable[..., Tenant],
     start_worker: StartWorker,
-    private_redis: PrivateRedis,
+    private_broker: PrivateBroker,
 ) -> None:
     worker = start_worker(**LATENCY)
     tenant = make_tenant(credits=10_000)
@@ -101,30 +133,30 @@ def test_worker_resumes_by_itself_after_redis_restarts(
     request_enrichments(tenant, persons[:ENRICHMENTS])
     wait_for_work_in_flight(tenant.organization)
 
-    private_redis.stop()  # every queued and unacknowledged job is gone with it
+    private_broker.stop()  # a crash: what it held only in memory is gone with it
     time.sleep(2)
-    private_redis.start()
-    # Fresh work published once Redis is back: done only if the same worker consumes again.
+    private_broker.start()
+    # Fresh work published once the broker is back: done only if the same worker consumes again.
     probe = request_enrichments(tenant, persons[ENRICHMENTS:])
     recovery = wait_until(
         lambda: not Enrichment.objects.filter(pk__in=probe, status=Status.PENDING).exists(),
         timeout=60,
-        what="the worker to consume again after the Redis restart",
+        what=f"the worker to consume again after the {private_broker.name} restart",
     )
     settled = wait_until_settled(tenant.organization, timeout=90, requeue=True)
 
     assert worker.alive
     states = assert_settled_and_charged_once(tenant.organization)
     report(
-        "redis restart",
+        f"{private_broker.name} restart",
         jobs=jobs_for(ENRICHMENTS) + 1,
         enrichments=ENRICHMENTS + len(probe),
-        faults="1 Redis stop (2 s down, queue lost) and restart",
+        faults=f"1 {private_broker.name} crash (2 s down, {private_broker.crash}) and restart",
         requeued=settled.requeued,
         timed_out=settled.timed_out,
         final_states=states,
         double_charges=double_charges(),
-        recovery_after_redis_restart=f"{recovery:.1f}s",
+        recovery_after_broker_restart=f"{recovery:.1f}s",
         all_settled_after=f"{recovery + settled.seconds:.1f}s",
     )
 

@@ -52,6 +52,7 @@ def test_every_response_carries_a_request_id(tenant):
     assert len(tenant.client.get("/api/v1/operations/credits/balance")["X-Request-ID"]) == 32
 
 
+@pytest.mark.broker
 def test_health_and_readiness(db):
     client = Client()
     assert client.get("/healthz").json() == {"status": "ok"}
@@ -60,8 +61,11 @@ def test_health_and_readiness(db):
     assert ready.json() == {"status": "ok", "checks": {"database": True, "broker": True}}
 
 
+@pytest.mark.broker
 def test_readiness_fails_when_the_broker_is_unreachable(db, settings):
-    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    # The configured broker's kind (Redis or RabbitMQ), on a port nothing listens on.
+    scheme = settings.CELERY_BROKER_URL.partition("://")[0]
+    settings.CELERY_BROKER_URL = f"{scheme}://127.0.0.1:1/"
 
     response = Client().get("/readyz")
 

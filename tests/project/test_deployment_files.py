@@ -63,8 +63,14 @@ def _index(instructions: list[tuple[str, str]], keyword: str, text: str) -> int:
     )
 
 
-def test_compose_defines_the_five_services(services: dict[str, dict[str, Any]]) -> None:
-    assert {"postgres", "redis", *APP_SERVICES} <= set(services)
+def test_compose_defines_the_five_services_and_rabbitmq_behind_a_profile(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert {"postgres", "redis", "rabbitmq", *APP_SERVICES} <= set(services)
+    # `docker compose up` starts everything but RabbitMQ; its profile adds it.
+    profiled = {name for name, service in services.items() if service.get("profiles")}
+    assert profiled == {"rabbitmq"}
+    assert services["rabbitmq"]["profiles"] == ["rabbitmq"]
 
 
 def test_app_services_run_the_image_built_from_the_dockerfile(
@@ -109,6 +115,8 @@ def test_app_services_wait_for_healthy_postgres_and_redis(
         depends_on = services[name]["depends_on"]
         for backing in ("postgres", "redis"):
             assert depends_on[backing]["condition"] == "service_healthy", (name, backing)
+        # Waited for when its profile runs it; without the profile, no dependency at all.
+        assert depends_on["rabbitmq"] == {"condition": "service_healthy", "required": False}
 
 
 def test_postgres_and_redis_have_healthchecks_and_postgres_a_named_volume(
@@ -123,6 +131,30 @@ def test_postgres_and_redis_have_healthchecks_and_postgres_a_named_volume(
     assert volume_names & set(compose["volumes"])
 
 
+def test_rabbitmq_keeps_its_data_and_answers_the_documented_broker_url(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    compose_text = (ROOT / "docker-compose.yml").read_text()
+    rabbitmq = services["rabbitmq"]
+    assert rabbitmq["image"].startswith("rabbitmq:")
+    assert rabbitmq["healthcheck"]["test"]
+    # A node is named after its host; a fixed hostname finds its data again when re-created.
+    assert rabbitmq["hostname"] == "rabbitmq"
+    [volume] = rabbitmq["volumes"]
+    name, _, mount = volume.partition(":")
+    assert mount == "/var/lib/rabbitmq"
+    assert name in yaml.safe_load(compose_text)["volumes"]
+    # The URL the compose file and the README give reaches this service with its default user.
+    environment = _environment(rabbitmq)
+    default_password = re.fullmatch(
+        r"\$\{RABBITMQ_PASSWORD:-(.+)\}", environment["RABBITMQ_DEFAULT_PASS"]
+    )
+    assert default_password
+    url = f"amqp://{environment['RABBITMQ_DEFAULT_USER']}:{default_password[1]}@rabbitmq:5672//"
+    assert f"CELERY_BROKER_URL={url}" in compose_text
+    assert url in (ROOT / "README.md").read_text()
+
+
 def test_app_services_set_every_deployment_variable(services: dict[str, dict[str, Any]]) -> None:
     settings_source = (ROOT / "enrichment_project" / "settings.py").read_text()
     for variable in DEPLOYMENT_VARIABLES:
@@ -132,7 +164,8 @@ def test_app_services_set_every_deployment_variable(services: dict[str, dict[str
         assert set(DEPLOYMENT_VARIABLES) <= set(environment), name
         assert environment["DATABASE_URL"].startswith("postgres://")
         assert "@postgres:5432/" in environment["DATABASE_URL"]
-        assert environment["CELERY_BROKER_URL"] == "redis://redis:6379/0"
+        # Redis unless the deployer names another broker (RabbitMQ, with its profile).
+        assert environment["CELERY_BROKER_URL"] == "${CELERY_BROKER_URL:-redis://redis:6379/0}"
         # Required from the deployer: compose refuses to start without it.
         assert environment["SECRET_KEY"].startswith("${SECRET_KEY:?")
         assert environment["DEBUG"].lower() == "false"

@@ -155,7 +155,12 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "enrichment_project.openapi.postprocess_schema",
     ],
-    "ENUM_NAME_OVERRIDES": {"ErrorCodeEnum": "enrichment_project.errors.ErrorCode"},
+    # Named once, so two models' `status` choices never rename each other's enum in clients.
+    "ENUM_NAME_OVERRIDES": {
+        "ErrorCodeEnum": "enrichment_project.errors.ErrorCode",
+        "StatusEnum": "enrichment.models.Status",
+        "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
+    },
 }
 
 # --- Logs, metrics, error reporting ------------------------------------------------------------

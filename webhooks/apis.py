@@ -74,6 +74,7 @@ class WebhookEndpointDetailApi(APIView):
         parameters=[ENDPOINT_ID], responses={200: WebhookEndpointOut, **error_responses(404)}
     )
     def get(self, request: Request, endpoint_id: str) -> Response:
+        """One endpoint, without its secret."""
         return Response(WebhookEndpointOut(_endpoint(request, endpoint_id)).data)
 
     @extend_schema(

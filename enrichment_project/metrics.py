@@ -10,6 +10,7 @@ organization, person or enrichment id; those belong in logs.
 """
 
 import hmac
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -35,6 +36,7 @@ from prometheus_client.registry import Collector
 from providers.circuit import OPEN, circuit_states
 from providers.registry import provider_names_configured
 
+logger = logging.getLogger(__name__)
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Multi-process mode has no `_created` series; without them one process serves the same ones.
 disable_created_metrics()
@@ -125,7 +127,8 @@ class PendingCollector(Collector):
 class CircuitCollector(Collector):
     """Each configured provider's circuit, 1 while open (its requests skipped), read from the
     shared circuit store at scrape time, so every process that serves the scrape agrees. Half-open
-    counts as 0: requests (trials) are sent again."""
+    counts as 0: requests (trials) are sent again. With the store unreachable the gauge is left
+    out (alert on its absence) rather than failing the whole scrape."""
 
     def collect(self) -> Iterator[Metric]:
         gauge = GaugeMetricFamily(
@@ -133,7 +136,12 @@ class CircuitCollector(Collector):
             "1 while the provider's circuit is open (its lookups skipped), else 0.",
             labels=["provider"],
         )
-        for state in circuit_states(provider_names_configured()):
+        try:
+            states = circuit_states(provider_names_configured())
+        except Exception:
+            logger.warning("Metrics: provider circuits unreadable", exc_info=True)
+            return
+        for state in states:
             gauge.add_metric([state.provider], 1 if state.state == OPEN else 0)
         yield gauge
 

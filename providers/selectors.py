@@ -20,7 +20,7 @@ ERROR_OUTCOMES = (Outcome.TRANSIENT, Outcome.PROVIDER_FAILURE, Outcome.INVALID_R
 
 
 class Percentile(Aggregate):
-    """PostgreSQL's continuous percentile of the expression (interpolated, like Prometheus')."""
+    """PostgreSQL's continuous percentile of the expression (interpolated between rows)."""
 
     function = "PERCENTILE_CONT"
     template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
@@ -59,10 +59,6 @@ class ProviderStats:
         found = self.outcomes.get(Outcome.FOUND, 0)
         answered = found + self.outcomes.get(Outcome.NOT_FOUND, 0)
         return found / answered if answered else None
-
-    @property
-    def errors(self) -> int:
-        return sum(self.outcomes.get(outcome, 0) for outcome in ERROR_OUTCOMES)
 
 
 def provider_stats(

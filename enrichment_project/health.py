@@ -1,4 +1,6 @@
 import logging
+from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -9,6 +11,8 @@ from prometheus_client.exposition import choose_encoder
 
 from enrichment_project.errors import error_body
 from enrichment_project.metrics import bearer_token_valid, metrics_registry
+from providers.circuit import CLOSED, circuit_states
+from providers.registry import provider_names_configured
 
 logger = logging.getLogger(__name__)
 
@@ -18,12 +22,44 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready when the database and the broker both answer."""
+    """Ready when the database and the broker both answer. Providers whose circuit is not closed
+    are reported in the details without failing readiness: the service still takes requests, and
+    the waterfall asks the other providers (or retries later)."""
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     ready = all(checks.values())
     return JsonResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+        {
+            "status": "ok" if ready else "unavailable",
+            "checks": checks,
+            "details": {"openCircuits": _open_circuits()},
+        },
+        status=200 if ready else 503,
     )
+
+
+def _open_circuits() -> list[dict[str, Any]] | None:
+    """The configured providers' circuits that are open or half-open; None when the circuit store
+    cannot be read."""
+    try:
+        states = circuit_states(provider_names_configured())
+    except Exception:
+        logger.warning("Readiness: provider circuits unreadable", exc_info=True)
+        return None
+    return [
+        {
+            "provider": state.provider,
+            "state": state.state,
+            "reason": state.reason,
+            "openedAt": _iso(state.opened_at),
+            "reopensAt": _iso(state.reopen_at),
+        }
+        for state in states
+        if state.state != CLOSED
+    ]
+
+
+def _iso(epoch: float | None) -> str | None:
+    return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch is not None else None
 
 
 def _database_ok() -> bool:

@@ -10,6 +10,7 @@ organization, person or enrichment id; those belong in logs.
 """
 
 import hmac
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -32,6 +33,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
+from providers.circuit import OPEN, circuit_states
+from providers.registry import provider_names_configured
+
+logger = logging.getLogger(__name__)
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Multi-process mode has no `_created` series; without them one process serves the same ones.
 disable_created_metrics()
@@ -74,6 +79,12 @@ CREDITS_RELEASED = Counter(
     "enrichment_credits_released_total",
     "Reserved credits given back (nothing found, failed, timed out, cancelled, deleted).",
 )
+WEBHOOK_DELIVERIES = Counter(
+    "enrichment_webhook_deliveries_total",
+    "Webhook delivery outcomes: delivered, failed_attempt (retried later), failed (given up) and "
+    "disabled (ended unsent with its endpoint).",
+    ["outcome"],
+)
 
 
 def count_on_commit(counter: Counter, amount: float = 1, **labels: str) -> None:
@@ -113,15 +124,39 @@ class PendingCollector(Collector):
         yield oldest
 
 
-def metrics_registry(*, with_database: bool = True) -> CollectorRegistry:
-    """What a scrape reads: every process's samples (or this process's), plus the database's."""
+class CircuitCollector(Collector):
+    """Each configured provider's circuit, 1 while open (its requests skipped), read from the
+    shared circuit store at scrape time, so every process that serves the scrape agrees. Half-open
+    counts as 0: requests (trials) are sent again. With the store unreachable the gauge is left
+    out (alert on its absence) rather than failing the whole scrape."""
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "enrichment_provider_circuit_open",
+            "1 while the provider's circuit is open (its lookups skipped), else 0.",
+            labels=["provider"],
+        )
+        try:
+            states = circuit_states(provider_names_configured())
+        except Exception:
+            logger.warning("Metrics: provider circuits unreadable", exc_info=True)
+            return
+        for state in states:
+            gauge.add_metric([state.provider], 1 if state.state == OPEN else 0)
+        yield gauge
+
+
+def metrics_registry(*, with_shared_gauges: bool = True) -> CollectorRegistry:
+    """What a scrape reads: every process's samples (or this process's), plus the gauges read from
+    the shared stores (the database's pending rows, the circuits in Redis)."""
     registry = CollectorRegistry()
     if os.environ.get(MULTIPROC_DIR_VARIABLE):
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(REGISTRY)
-    if with_database:
+    if with_shared_gauges:
         registry.register(PendingCollector())
+        registry.register(CircuitCollector())
     return registry
 
 
@@ -141,8 +176,9 @@ class _QuietHandler(WSGIRequestHandler):
 
 def metrics_exporter_start(*, port: int, token: str) -> ThreadingWSGIServer:
     """Serves a Celery worker's metrics (its prefork children's summed) from a thread of its main
-    process. Without the database gauges: the API's /metrics has them, once."""
-    scrape = make_wsgi_app(metrics_registry(with_database=False))
+    process. Without the gauges read from the database and Redis: the API's /metrics has them,
+    once."""
+    scrape = make_wsgi_app(metrics_registry(with_shared_gauges=False))
 
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if not bearer_token_valid(environ.get("HTTP_AUTHORIZATION", ""), token):

@@ -3,6 +3,7 @@ process."""
 
 from functools import cache
 
+from django.conf import settings
 from django.utils.module_loading import import_string
 
 from providers.base import Adapter
@@ -37,3 +38,16 @@ def adapter(entry: str) -> Adapter:
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
         raise LookupError(f"provider {entry!r} is not a providers.base.Adapter")
     return cls(provider_config(cls))
+
+
+def provider_names_configured() -> list[str]:
+    """The providers ENRICHMENT_PROVIDERS names, in order of first appearance, by their `name`
+    (a dotted path is imported to learn it; one that does not import keeps its entry)."""
+    names: list[str] = []
+    for entries in settings.ENRICHMENT_PROVIDERS.values():
+        for entry in entries:
+            try:
+                names.append(getattr(adapter_class(entry), "name", entry))
+            except LookupError:
+                names.append(entry)
+    return list(dict.fromkeys(names))

@@ -4,6 +4,7 @@ endpoint."""
 
 import random
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from enrichment_project.db import rows_update
 from enrichment_project.errors import InvalidState, ValidationFailed
+from enrichment_project.metrics import WEBHOOK_DELIVERIES, count_on_commit
 from organizations.models import Organization
 from webhooks.addresses import AddressRefused, url_check
 from webhooks.events import EVENT_TYPES
@@ -202,6 +204,7 @@ def webhook_deliveries_record(*, outcomes: Sequence[tuple[WebhookDelivery, Attem
     410, or five days of nothing but failures, disables the endpoint."""
     now = timezone.now()
     succeeded, failed, gone = set(), set(), set()
+    counted: Counter[str] = Counter()
     for delivery, attempt in outcomes:
         delivery.status_code = attempt.status_code
         delivery.duration_ms = attempt.duration_ms
@@ -213,6 +216,7 @@ def webhook_deliveries_record(*, outcomes: Sequence[tuple[WebhookDelivery, Attem
                 None,
             )
             succeeded.add(delivery.endpoint_id)
+            counted["delivered"] += 1
             continue
         failed.add(delivery.endpoint_id)
         if attempt.gone:
@@ -220,9 +224,13 @@ def webhook_deliveries_record(*, outcomes: Sequence[tuple[WebhookDelivery, Attem
         delay = _retry_delay(delivery.attempts)
         if delay is None or attempt.gone:
             delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+            counted["failed"] += 1
         else:
             delivery.next_attempt_at = now + timedelta(seconds=delay)
+            counted["failed_attempt"] += 1
     with transaction.atomic():
+        for outcome, amount in counted.items():
+            count_on_commit(WEBHOOK_DELIVERIES, amount, outcome=outcome)
         rows_update(
             [delivery for delivery, _ in outcomes],
             ["status", "status_code", "duration_ms", "error", "next_attempt_at", "delivered_at"],
@@ -249,9 +257,10 @@ def _endpoints_disable(endpoint_ids: list[uuid.UUID], reason: str) -> None:
     WebhookEndpoint.objects.filter(pk__in=endpoint_ids, disabled=False).update(
         disabled=True, disabled_reason=reason, updated_at=timezone.now()
     )
-    WebhookDelivery.objects.filter(
+    ended = WebhookDelivery.objects.filter(
         endpoint_id__in=endpoint_ids, status=DeliveryStatus.PENDING
     ).update(status=DeliveryStatus.FAILED, next_attempt_at=None, error="endpoint disabled")
+    count_on_commit(WEBHOOK_DELIVERIES, ended, outcome="disabled")
 
 
 def _attempt(delivery: WebhookDelivery, client: httpx.Client) -> Attempt:

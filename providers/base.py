@@ -177,19 +177,19 @@ def classified_error(
     retry_after: float | None = None,
 ) -> ProviderError:
     """The error an adapter's `rules` give for a refused request: the first rule, in table order,
-    keyed by the response's status or by the provider's error `code`. A status the table does not
-    list is the shared `unexpected` error."""
+    keyed by the response's status or by the provider's error `code`; only RATE_LIMITED carries
+    `retry_after`. A status the table does not list is the shared `unexpected` error."""
     from providers.http import unexpected  # providers.http imports this module
 
     status = response.status_code
     rule = next((rule for key, rule in rules.items() if key in (status, code)), None)
     if rule is None:
         return unexpected(response)
+    error_class, reason = rule
     if rule == RATE_LIMITED:
         return TransientProviderError(
-            rule[1], http_status=status, detail=detail, retry_after=retry_after
+            reason, http_status=status, detail=detail, retry_after=retry_after
         )
-    error_class, reason = rule
     return error_class(reason, http_status=status, detail=detail)
 
 

@@ -2,11 +2,14 @@
 one of the classified errors below."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from providers.redaction import redact
+
+if TYPE_CHECKING:  # providers.http imports this module
+    import httpx
 
 FIELDS = ("emails", "phones")
 VALUE_TYPES = ("work", "personal", "mobile", "direct", "other")
@@ -29,6 +32,27 @@ class Subject:
         return bool(
             self.first_name and self.last_name and (self.company_domain or self.company_name)
         )
+
+    def as_fields(
+        self,
+        *,
+        linkedin: str = "linkedin_url",
+        first_name: str = "first_name",
+        last_name: str = "last_name",
+        domain: str = "company_domain",
+        company: str = "company_name",
+    ) -> dict[str, str]:
+        """The subject under a provider's field names (by default our own): the LinkedIn URL when
+        known, plus the name with the company's domain (else its name) when both are known; {} when
+        neither. `domain` and `company` may be the same field."""
+        fields = {linkedin: self.linkedin_url} if self.linkedin_url else {}
+        if self.has_name_and_company:
+            fields |= {first_name: self.first_name, last_name: self.last_name}
+            if self.company_domain:
+                fields[domain] = self.company_domain
+            else:
+                fields[company] = self.company_name
+        return fields
 
 
 @dataclass(frozen=True)
@@ -132,6 +156,41 @@ class PermanentProviderError(ProviderError):
     provider is fine for other subjects."""
 
     outcome = "invalid_request"
+
+
+# What one documented error status (or a provider's own error code) means: the class and reason.
+ErrorRule = tuple[type[ProviderError], str]
+ErrorRules = Mapping[int | str, ErrorRule]
+KEY_REJECTED: ErrorRule = (ProviderFailure, "key_rejected")
+CREDITS_EXHAUSTED: ErrorRule = (ProviderFailure, "credits_exhausted")
+INVALID_REQUEST: ErrorRule = (PermanentProviderError, "invalid_request")
+# "Slow down": the one rule whose error carries the provider's retry hint.
+RATE_LIMITED: ErrorRule = (TransientProviderError, "rate_limited")
+
+
+def classified_error(
+    response: "httpx.Response",
+    rules: ErrorRules,
+    *,
+    detail: str,
+    code: str = "",
+    retry_after: float | None = None,
+) -> ProviderError:
+    """The error an adapter's `rules` give for a refused request: the first rule, in table order,
+    keyed by the response's status or by the provider's error `code`; only RATE_LIMITED carries
+    `retry_after`. A status the table does not list is the shared `unexpected` error."""
+    from providers.http import unexpected  # providers.http imports this module
+
+    status = response.status_code
+    rule = next((rule for key, rule in rules.items() if key in (status, code)), None)
+    if rule is None:
+        return unexpected(response)
+    error_class, reason = rule
+    if rule == RATE_LIMITED:
+        return TransientProviderError(
+            reason, http_status=status, detail=detail, retry_after=retry_after
+        )
+    return error_class(reason, http_status=status, detail=detail)
 
 
 @dataclass(frozen=True)

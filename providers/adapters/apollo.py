@@ -2,21 +2,32 @@
 an email, is the "not found". Phones come only asynchronously (webhook or poll), so this adapter
 serves emails."""
 
-import httpx
-
 from providers.base import (
+    CREDITS_EXHAUSTED,
+    INVALID_REQUEST,
+    KEY_REJECTED,
+    RATE_LIMITED,
     Answer,
+    ErrorRules,
     FoundValue,
-    PermanentProviderError,
-    ProviderError,
     ProviderFailure,
     Subject,
     SyncAdapter,
-    TransientProviderError,
+    classified_error,
     obj,
     text,
 )
-from providers.http import body_of, retry_after_seconds, unexpected
+from providers.http import body_of, retry_after_seconds
+
+_ERRORS: ErrorRules = {
+    401: KEY_REJECTED,
+    402: CREDITS_EXHAUSTED,
+    # API_INACCESSIBLE: the plan has no API access, or the key is not scoped for this call.
+    403: (ProviderFailure, "api_inaccessible"),
+    429: RATE_LIMITED,
+    400: INVALID_REQUEST,
+    422: INVALID_REQUEST,
+}
 
 
 class ApolloAdapter(SyncAdapter):
@@ -28,21 +39,21 @@ class ApolloAdapter(SyncAdapter):
     default_rate_limit = "50/minute;200/hour;600/day"
 
     def lookup(self, subject: Subject, field: str) -> Answer:
-        body: dict[str, str | bool] = {"reveal_personal_emails": False}
-        if subject.linkedin_url:
-            body["linkedin_url"] = subject.linkedin_url
-        if subject.has_name_and_company:
-            body |= {"first_name": subject.first_name, "last_name": subject.last_name}
-            if subject.company_domain:
-                body["domain"] = subject.company_domain
-            else:
-                body["organization_name"] = subject.company_name
-        if len(body) == 1:
+        fields = subject.as_fields(domain="domain", company="organization_name")
+        if not fields:
             # A name without a company or domain may "match" and enrich nothing.
             return Answer(note="not_enough_data")
-        response = self.http.request("POST", "/api/v1/people/match", json=body)
+        response = self.http.request(
+            "POST", "/api/v1/people/match", json={"reveal_personal_emails": False, **fields}
+        )
         if response.status_code != 200:
-            raise self._error(response)
+            body = body_of(response)
+            raise classified_error(
+                response,
+                _ERRORS,
+                detail=text(body.get("error") or body.get("message")),
+                retry_after=retry_after_seconds(response),
+            )
         person = obj(body_of(response).get("person"))
         email = text(person.get("email"))
         if not email:
@@ -52,25 +63,3 @@ class ApolloAdapter(SyncAdapter):
             values=(FoundValue(value=email, type="work", quality=quality),),
             http_status=200,
         )
-
-    def _error(self, response: httpx.Response) -> ProviderError:
-        status = response.status_code
-        body = body_of(response)
-        detail = text(body.get("error") or body.get("message"))
-        if status == 401:
-            return ProviderFailure("key_rejected", http_status=status, detail=detail)
-        if status == 402:
-            return ProviderFailure("credits_exhausted", http_status=status, detail=detail)
-        if status == 403:
-            # API_INACCESSIBLE: the plan has no API access, or the key is not scoped for this call.
-            return ProviderFailure("api_inaccessible", http_status=status, detail=detail)
-        if status == 429:
-            return TransientProviderError(
-                "rate_limited",
-                http_status=status,
-                detail=detail,
-                retry_after=retry_after_seconds(response),
-            )
-        if status in (400, 422):
-            return PermanentProviderError("invalid_request", http_status=status, detail=detail)
-        return unexpected(response)

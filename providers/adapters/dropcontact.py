@@ -8,25 +8,37 @@ from typing import Any
 import httpx
 
 from providers.base import (
+    CREDITS_EXHAUSTED,
+    INVALID_REQUEST,
+    KEY_REJECTED,
+    RATE_LIMITED,
     Answer,
     AsyncAdapter,
+    ErrorRules,
     FoundValue,
-    PermanentProviderError,
     PollResult,
     ProviderError,
-    ProviderFailure,
     Subject,
     Submission,
     TransientProviderError,
+    classified_error,
     items,
     obj,
     text,
 )
-from providers.http import body_of, retry_after_seconds, unexpected
+from providers.http import body_of, retry_after_seconds
 
 # `qualification` is `localpart@domain`; always asked in English (French when `language: fr`).
 _LOCALPART_QUALITY = {"nominative": "verified", "catch-all": "probable", "non_validated": "unknown"}
 _DOMAIN_TYPES = {"pro": "work", "perso": "personal", "school": "other"}
+_ERRORS: ErrorRules = {
+    401: KEY_REJECTED,
+    # An unknown account, or not enough credits for every record: the whole batch refused.
+    403: CREDITS_EXHAUSTED,
+    429: RATE_LIMITED,
+    400: INVALID_REQUEST,
+    422: INVALID_REQUEST,
+}
 
 
 class DropcontactAdapter(AsyncAdapter):
@@ -71,24 +83,14 @@ class DropcontactAdapter(AsyncAdapter):
         )
 
     def _error(self, response: httpx.Response) -> ProviderError:
-        status = response.status_code
         body = body_of(response)
-        detail = text(body.get("reason")) or str(body.get("detail") or "")
-        if status == 401:
-            return ProviderFailure("key_rejected", http_status=status, detail=detail)
-        if status == 403:
-            # An unknown account, or not enough credits for every record: the whole batch refused.
-            return ProviderFailure("credits_exhausted", http_status=status, detail=detail)
-        if status == 429:
-            return TransientProviderError(
-                "rate_limited",
-                http_status=status,
-                detail=detail,
-                retry_after=retry_after_seconds(response),
-            )
-        if status in (400, 422):
-            return PermanentProviderError("invalid_request", http_status=status, detail=detail)
-        return unexpected(response)
+        return classified_error(
+            response,
+            _ERRORS,
+            # Some statuses (404, 422, 500) answer `{"detail": ...}` instead of a reason.
+            detail=text(body.get("reason")) or str(body.get("detail") or ""),
+            retry_after=retry_after_seconds(response),
+        )
 
 
 def _record(subject: Subject) -> dict[str, str]:

@@ -6,19 +6,30 @@ import re
 import httpx
 
 from providers.base import (
+    INVALID_REQUEST,
+    KEY_REJECTED,
+    RATE_LIMITED,
     Answer,
+    ErrorRules,
     FoundValue,
-    PermanentProviderError,
-    ProviderError,
     ProviderFailure,
     Subject,
     SyncAdapter,
-    TransientProviderError,
+    classified_error,
     items,
     obj,
     text,
 )
-from providers.http import body_of, retry_after_seconds, unexpected
+from providers.http import body_of, retry_after_seconds
+
+# Hunter's inversion: 403 is its throttle, 429 its monthly quota used up.
+_ERRORS: ErrorRules = {
+    401: KEY_REJECTED,
+    429: (ProviderFailure, "quota_exhausted"),
+    403: RATE_LIMITED,
+    400: INVALID_REQUEST,
+    422: INVALID_REQUEST,
+}
 
 # verification.status -> quality; invalid or disposable addresses are no answer at all.
 _QUALITY = {"valid": "verified", "accept_all": "probable", "webmail": "probable"}
@@ -43,7 +54,13 @@ class HunterAdapter(SyncAdapter):
         # 404: no such resource; 451: the person asked not to be processed.
         if status in (404, 451):
             return Answer(http_status=status)
-        raise self._error(response)
+        errors = items(body_of(response).get("errors"))
+        raise classified_error(
+            response,
+            _ERRORS,
+            detail=text(obj(errors[0] if errors else None).get("details")),
+            retry_after=retry_after_seconds(response),
+        )
 
     def _params(self, subject: Subject) -> dict[str, str | int] | None:
         # Hunter searches for up to max_duration seconds; the read timeout must outlast it.
@@ -74,25 +91,6 @@ class HunterAdapter(SyncAdapter):
             values=(FoundValue(value=email, type=kind, quality=quality),),
             http_status=200,
         )
-
-    def _error(self, response: httpx.Response) -> ProviderError:
-        status = response.status_code
-        errors = items(body_of(response).get("errors"))
-        detail = text(obj(errors[0] if errors else None).get("details"))
-        if status == 401:
-            return ProviderFailure("key_rejected", http_status=status, detail=detail)
-        if status == 429:
-            return ProviderFailure("quota_exhausted", http_status=status, detail=detail)
-        if status == 403:
-            return TransientProviderError(
-                "rate_limited",
-                http_status=status,
-                detail=detail,
-                retry_after=retry_after_seconds(response),
-            )
-        if status in (400, 422):
-            return PermanentProviderError("invalid_request", http_status=status, detail=detail)
-        return unexpected(response)
 
 
 def _linkedin_handle(url: str) -> str:

@@ -5,22 +5,25 @@ inside a 200 (`results[i].error`); the search itself is charged even when nothin
 import re
 from typing import Any
 
-import httpx
-
 from providers.base import (
+    CREDITS_EXHAUSTED,
+    INVALID_REQUEST,
+    KEY_REJECTED,
+    RATE_LIMITED,
     Answer,
+    ErrorRules,
     FoundValue,
     PermanentProviderError,
-    ProviderError,
     ProviderFailure,
     Subject,
     SyncAdapter,
     TransientProviderError,
+    classified_error,
     items,
     obj,
     text,
 )
-from providers.http import body_of, unexpected
+from providers.http import body_of
 
 _REFERENCE = "subject"
 _EMAIL_TYPES = {"work": "work", "private": "personal"}
@@ -29,6 +32,15 @@ _PHONE_TYPES = {"mobile": "mobile", "direct": "direct", "work": "work"}
 _ITEM_NOT_FOUND = {"NOT_FOUND", "COMPLIANCE_RESTRICTED"}
 # Lusha sends no Retry-After; its 429 messages say "Reset in X seconds".
 _RESET_IN = re.compile(r"reset in (\d+(?:\.\d+)?) seconds?", re.IGNORECASE)
+_ERRORS: ErrorRules = {
+    401: KEY_REJECTED,
+    402: CREDITS_EXHAUSTED,
+    403: (ProviderFailure, "account_inactive"),
+    429: RATE_LIMITED,
+    451: (PermanentProviderError, "gdpr_restricted"),
+    400: INVALID_REQUEST,
+    412: INVALID_REQUEST,
+}
 
 
 class LushaAdapter(SyncAdapter):
@@ -40,24 +52,30 @@ class LushaAdapter(SyncAdapter):
     default_rate_limit = "25/second;40/minute;100/day"
 
     def lookup(self, subject: Subject, field: str) -> Answer:
-        contact: dict[str, str] = {"clientReferenceId": _REFERENCE}
-        if subject.linkedin_url:
-            contact["linkedinUrl"] = subject.linkedin_url
-        if subject.has_name_and_company:
-            contact |= {"firstName": subject.first_name, "lastName": subject.last_name}
-            if subject.company_domain:
-                contact["companyDomain"] = subject.company_domain
-            else:
-                contact["companyName"] = subject.company_name
-        if len(contact) == 1:
+        fields = subject.as_fields(
+            linkedin="linkedinUrl",
+            first_name="firstName",
+            last_name="lastName",
+            domain="companyDomain",
+            company="companyName",
+        )
+        if not fields:
             return Answer(note="not_enough_data")
+        contact = {"clientReferenceId": _REFERENCE, **fields}
         response = self.http.request(
             "POST",
             "/v3/contacts/search-and-enrich",
             json={"contacts": [contact], "reveal": [field]},
         )
         if response.status_code != 200:
-            raise self._error(response)
+            detail = text(body_of(response).get("message"))
+            match = _RESET_IN.search(detail)
+            raise classified_error(
+                response,
+                _ERRORS,
+                detail=detail,
+                retry_after=float(match.group(1)) if match else None,
+            )
         body = body_of(response)
         spent = obj(body.get("billing")).get("creditsCharged")
         spent = spent if isinstance(spent, int) else None
@@ -77,29 +95,6 @@ class LushaAdapter(SyncAdapter):
             return Answer(http_status=200, credits_spent=spent, note=code.lower())
         values = _emails(item) if field == "emails" else _phones(item)
         return Answer(values=values, http_status=200, credits_spent=spent)
-
-    def _error(self, response: httpx.Response) -> ProviderError:
-        status = response.status_code
-        detail = text(body_of(response).get("message"))
-        if status == 401:
-            return ProviderFailure("key_rejected", http_status=status, detail=detail)
-        if status == 402:
-            return ProviderFailure("credits_exhausted", http_status=status, detail=detail)
-        if status == 403:
-            return ProviderFailure("account_inactive", http_status=status, detail=detail)
-        if status == 429:
-            match = _RESET_IN.search(detail)
-            return TransientProviderError(
-                "rate_limited",
-                http_status=status,
-                detail=detail,
-                retry_after=float(match.group(1)) if match else None,
-            )
-        if status == 451:
-            return PermanentProviderError("gdpr_restricted", http_status=status, detail=detail)
-        if status in (400, 412):
-            return PermanentProviderError("invalid_request", http_status=status, detail=detail)
-        return unexpected(response)
 
 
 def _emails(item: dict[str, Any]) -> tuple[FoundValue, ...]:

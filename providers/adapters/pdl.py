@@ -4,22 +4,22 @@
 
 from typing import Any
 
-import httpx
-
 from providers.base import (
+    CREDITS_EXHAUSTED,
+    INVALID_REQUEST,
+    KEY_REJECTED,
+    RATE_LIMITED,
     Answer,
+    ErrorRules,
     FoundValue,
-    PermanentProviderError,
-    ProviderError,
-    ProviderFailure,
     Subject,
     SyncAdapter,
-    TransientProviderError,
+    classified_error,
     items,
     obj,
     text,
 )
-from providers.http import body_of, header_int, retry_after_seconds, unexpected
+from providers.http import body_of, header_int, retry_after_seconds
 
 # PDL has no per-value verification; its match likelihood (1-10, logarithmic) is the only signal.
 # From this likelihood up the values count as probable, below it as unknown (our choice).
@@ -27,6 +27,13 @@ PROBABLE_LIKELIHOOD = 6
 # Only records holding the field we want count as a match, so a match without it is a free 404.
 _REQUIRED = {"emails": "emails", "phones": "phone_numbers"}
 _EMAIL_TYPES = {"current_professional": "work", "professional": "work", "personal": "personal"}
+_ERRORS: ErrorRules = {
+    401: KEY_REJECTED,
+    402: CREDITS_EXHAUSTED,
+    429: RATE_LIMITED,
+    400: INVALID_REQUEST,
+    405: INVALID_REQUEST,
+}
 
 
 class PdlAdapter(SyncAdapter):
@@ -38,22 +45,22 @@ class PdlAdapter(SyncAdapter):
     default_rate_limit = "100/minute"
 
     def lookup(self, subject: Subject, field: str) -> Answer:
-        params: dict[str, str] = {"required": _REQUIRED[field]}
-        if subject.linkedin_url:
-            params["profile"] = subject.linkedin_url
-        if subject.has_name_and_company:
-            params |= {
-                "first_name": subject.first_name,
-                "last_name": subject.last_name,
-                "company": subject.company_domain or subject.company_name,
-            }
-        if len(params) == 1:
+        fields = subject.as_fields(linkedin="profile", domain="company", company="company")
+        if not fields:
             return Answer(note="not_enough_data")
-        response = self.http.request("GET", "/v5/person/enrich", params=params)
+        response = self.http.request(
+            "GET", "/v5/person/enrich", params={"required": _REQUIRED[field], **fields}
+        )
         if response.status_code == 404:
             return Answer(http_status=404)
         if response.status_code != 200:
-            raise self._error(response)
+            error = body_of(response).get("error") or {}
+            raise classified_error(
+                response,
+                _ERRORS,
+                detail=text(error.get("message")) if isinstance(error, dict) else "",
+                retry_after=retry_after_seconds(response, "x-ratelimit-reset"),
+            )
         body = body_of(response)
         data = obj(body.get("data"))
         likelihood = body.get("likelihood")
@@ -72,25 +79,6 @@ class PdlAdapter(SyncAdapter):
             credits_remaining=header_int(response, "x-totallimit-remaining"),
             note="hidden_on_plan" if hidden else "",
         )
-
-    def _error(self, response: httpx.Response) -> ProviderError:
-        status = response.status_code
-        error = body_of(response).get("error") or {}
-        detail = text(error.get("message")) if isinstance(error, dict) else ""
-        if status == 401:
-            return ProviderFailure("key_rejected", http_status=status, detail=detail)
-        if status == 402:
-            return ProviderFailure("credits_exhausted", http_status=status, detail=detail)
-        if status == 429:
-            return TransientProviderError(
-                "rate_limited",
-                http_status=status,
-                detail=detail,
-                retry_after=retry_after_seconds(response, "x-ratelimit-reset"),
-            )
-        if status in (400, 405):
-            return PermanentProviderError("invalid_request", http_status=status, detail=detail)
-        return unexpected(response)
 
 
 _CONTACT_KEYS = {

@@ -1,28 +1,36 @@
 """Prospeo Enrich Person (emails, phones). Prospeo answers most outcomes as a 400 with an
 `error_code`, "no match" included, so the code is read before the status."""
 
-import httpx
-
 from providers.base import (
+    CREDITS_EXHAUSTED,
+    INVALID_REQUEST,
+    KEY_REJECTED,
+    RATE_LIMITED,
     Answer,
+    ErrorRules,
     FoundValue,
-    PermanentProviderError,
-    ProviderError,
     ProviderFailure,
     Subject,
     SyncAdapter,
     TransientProviderError,
+    classified_error,
     obj,
     text,
 )
-from providers.http import body_of, retry_after_seconds, unexpected
+from providers.http import body_of, retry_after_seconds
 
-_FAILURES = {
-    "INVALID_API_KEY": "key_rejected",
-    "INSUFFICIENT_CREDITS": "credits_exhausted",
-    "ACCOUNT_RESTRICTED": "account_restricted",
+# Keyed by `error_code` or status; the first matching rule wins, so the code outranks the status.
+_ERRORS: ErrorRules = {
+    "INVALID_API_KEY": KEY_REJECTED,
+    "INSUFFICIENT_CREDITS": CREDITS_EXHAUSTED,
+    "ACCOUNT_RESTRICTED": (ProviderFailure, "account_restricted"),
+    401: KEY_REJECTED,
+    "RATE_LIMITED": RATE_LIMITED,
+    429: RATE_LIMITED,
+    "INTERNAL_ERROR": (TransientProviderError, "provider_error"),
+    "INVALID_DATAPOINTS": INVALID_REQUEST,
+    "INVALID_REQUEST": INVALID_REQUEST,
 }
-_PERMANENT = {"INVALID_DATAPOINTS", "INVALID_REQUEST"}
 # field -> (the person's key, the value's key, the type of the value)
 _SHAPE = {"emails": ("email", "email", "work"), "phones": ("mobile", "mobile", "mobile")}
 
@@ -36,15 +44,7 @@ class ProspeoAdapter(SyncAdapter):
     default_rate_limit = "5/second;300/minute;2000/day"
 
     def lookup(self, subject: Subject, field: str) -> Answer:
-        data: dict[str, str] = {}
-        if subject.linkedin_url:
-            data["linkedin_url"] = subject.linkedin_url
-        if subject.has_name_and_company:
-            data |= {"first_name": subject.first_name, "last_name": subject.last_name}
-            if subject.company_domain:
-                data["company_website"] = subject.company_domain
-            else:
-                data["company_name"] = subject.company_name
+        data = subject.as_fields(domain="company_website")
         if not data:
             return Answer(note="not_enough_data")
         response = self.http.request(
@@ -57,7 +57,13 @@ class ProspeoAdapter(SyncAdapter):
             code = text(body.get("error_code"))
             if code == "NO_MATCH":
                 return Answer(http_status=response.status_code)
-            raise self._error(response, code)
+            raise classified_error(
+                response,
+                _ERRORS,
+                detail=code or response.text[:200],
+                code=code,
+                retry_after=retry_after_seconds(response, "x-minute-reset-seconds"),
+            )
         section, key, kind = _SHAPE[field]
         found = obj(obj(body.get("person")).get(section))
         value = text(found.get(key))
@@ -68,23 +74,3 @@ class ProspeoAdapter(SyncAdapter):
         return Answer(
             values=(FoundValue(value=value, type=kind, quality=quality),), http_status=200
         )
-
-    def _error(self, response: httpx.Response, code: str) -> ProviderError:
-        status = response.status_code
-        detail = code or response.text[:200]
-        if code in _FAILURES:
-            return ProviderFailure(_FAILURES[code], http_status=status, detail=detail)
-        if status == 401:
-            return ProviderFailure("key_rejected", http_status=status, detail=detail)
-        if code == "RATE_LIMITED" or status == 429:
-            return TransientProviderError(
-                "rate_limited",
-                http_status=status,
-                detail=detail,
-                retry_after=retry_after_seconds(response, "x-minute-reset-seconds"),
-            )
-        if code == "INTERNAL_ERROR":
-            return TransientProviderError("provider_error", http_status=status, detail=detail)
-        if code in _PERMANENT:
-            return PermanentProviderError("invalid_request", http_status=status, detail=detail)
-        return unexpected(response)

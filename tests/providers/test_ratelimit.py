@@ -128,8 +128,11 @@ def test_two_processes_together_never_exceed_the_limit() -> None:
     )
 
     assert len(granted) == 2 * per_process
-    # In every one-second window starting at a grant, at most `limit` grants.
-    busiest = max(sum(1 for t in granted if start <= t < start + 1) for start in granted)
+    # In every one-second window starting at a grant, at most `limit` grants. The times are read
+    # in each process after its grant, so a loaded machine delays some of them: the window is
+    # shortened by that much, and 2 x limit grants in it would still fail.
+    window = 1 - 0.15
+    busiest = max(sum(1 for t in granted if start <= t < start + window) for start in granted)
     assert busiest == limit
     assert granted[-1] - granted[0] >= (2 * per_process / limit) - 1 - 0.05
 

@@ -63,34 +63,18 @@ def _subject(enrichment: Enrichment) -> Subject:
     return Subject(**asdict(subject_of(enrichment.person)))
 
 
-def enrichments_hand_to_async(
-    *, enrichments: Sequence[Enrichment], adapter: AsyncAdapter
-) -> list[Enrichment]:
-    """The seam with the waterfall, called when the next provider of the enrichments' field is
-    asynchronous. Submits the claimed enrichments the provider can look up and returns those it
-    did not take, for the waterfall to ask its next provider: the ones whose person lacks what
-    the provider needs (a name with a company, or a LinkedIn URL), and every one of a group the
-    provider could not take as a whole (circuit open, key rejected, out of credits). The others
-    wait on a submission, or were retried later (transient refusal) or failed (invalid request)."""
-    # Dropcontact refuses a whole request for one record it cannot read; nothing is sent for them.
-    askable: list[Enrichment] = []
-    passed_on: list[Enrichment] = []
-    for enrichment in enrichments:
-        (askable if _askable(_subject(enrichment)) else passed_on).append(enrichment)
-    return passed_on + enrichments_submit_async(enrichments=askable, adapter=adapter)
-
-
-def _askable(subject: Subject) -> bool:
-    return subject.has_name_and_company or bool(subject.linkedin_url)
-
-
 def enrichments_submit_async(
     *, enrichments: Sequence[Enrichment], adapter: AsyncAdapter
 ) -> list[Enrichment]:
-    """Submits the enrichments in groups of up to the adapter's batch limit, one request each,
-    sent outside any transaction. Enrichments no longer pending, or already linked to a live
-    submission (a redelivered job), are left out. Returns the enrichments of the groups the
-    provider could not take (see enrichments_hand_to_async)."""
+    """The seam with the waterfall, which calls it when the next provider of the claimed
+    enrichments' field is asynchronous. Submits them in groups of up to the adapter's batch
+    limit, one request each, sent outside any transaction; enrichments no longer pending, or
+    already linked to a live submission (a redelivered job), are left out. Returns those the
+    provider did not take, for the waterfall to ask its next provider: every one of a group the
+    provider could not take as a whole (circuit open, key rejected, out of credits). The others
+    wait on a submission, or were retried later (a transient refusal) or failed (an invalid
+    request). Every stored person has what Dropcontact needs (a name at a company, or a LinkedIn
+    URL: the `person_is_identifiable` constraint), so none is left out for lack of data."""
     passed_on: list[Enrichment] = []
     for field in sorted({enrichment.field for enrichment in enrichments}):
         of_field = [enrichment for enrichment in enrichments if enrichment.field == field]

@@ -2,25 +2,35 @@
 Dropcontact's documented answers: claimed enrichments are submitted in groups, polled by the
 sweep, and settled with the usual charge/release rules; a redelivered job never submits twice."""
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 from pytest_httpserver import HTTPServer
 
+from credits.models import CreditTransaction
 from enrichment.async_lookups import (
+    _due_lookups_claim,
     async_lookups_poll,
     async_providers_not_found,
     enrichments_submit_async,
 )
 from enrichment.models import AsyncLookup, AsyncLookupItem, AsyncLookupStatus, Enrichment, Status
 from enrichment.services import enrichments_claim, enrichments_requeue_timed_out
+from enrichment_project.celery import app
 from persons.models import ContactPoint
 from providers import registry
 from providers.adapters.dropcontact import DropcontactAdapter
 from providers.base import AsyncAdapter
-from tests.enrichment.conftest import assert_ledger_invariants, request_enrichments
+from tests.concurrency import run_concurrently
+from tests.enrichment.conftest import (
+    assert_ledger_invariants,
+    celery_worker,
+    request_enrichments,
+    wait_until_settled,
+)
 from tests.factories import PersonFactory
 from tests.providers.conftest import (
     API_KEY,
@@ -30,6 +40,7 @@ from tests.providers.conftest import (
 
 SUBMIT = "/v1/enrich/all"
 POLL = "/v1/enrich/all/qzmxkpvlrtdnhwa"
+POLL_TASK = "enrichment.poll_async_lookups"
 # The persons of the recorded poll_ready answer, in its order.
 PEOPLE = [
     {"first_name": "Denis", "last_name": "Cohen", "company_name": "Dropcontact"},
@@ -306,3 +317,107 @@ def test_submitting_a_group_costs_the_same_statements_whatever_its_size(
         enrichments_submit_async(enrichments=small, adapter=dropcontact)
     with django_assert_num_queries(len(small_queries)):
         enrichments_submit_async(enrichments=large, adapter=dropcontact)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_submitters_of_the_same_enrichments_at_once_send_one_request(
+    make_tenant, httpserver: HTTPServer, dropcontact
+) -> None:
+    httpserver.expect_request(SUBMIT, method="POST").respond_with_json(
+        fixture("dropcontact", "submit_accepted")["body"]
+    )
+    tenant = make_tenant(credits=10)
+    enrichments = claimed(tenant, PEOPLE)
+
+    results = run_concurrently(
+        [lambda: enrichments_submit_async(enrichments=enrichments, adapter=dropcontact)] * 2
+    )
+
+    assert results == [[], []]
+    assert len(posts(httpserver)) == 1
+    assert AsyncLookup.objects.count() == 1
+    assert AsyncLookupItem.objects.filter(live=True).count() == len(PEOPLE)
+
+
+# --- The sweep in a real worker, sent as beat sends it ------------------------------------------
+
+
+def sweep_in_worker() -> None:
+    app.send_task(POLL_TASK)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the sweep did not run"
+        time.sleep(0.05)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_sweep_polls_until_ready_and_charges_once(
+    make_tenant, httpserver: HTTPServer, dropcontact, enrichment_queue
+) -> None:
+    answer(httpserver, SUBMIT, "submit_accepted", method="POST")
+    for name in ("poll_not_ready", "poll_not_ready", "poll_ready"):
+        answer(httpserver, POLL, name)
+    tenant = make_tenant(credits=10)
+    enrichments = claimed(tenant, PEOPLE, token="job-1")
+    enrichments_submit_async(enrichments=enrichments, adapter=dropcontact)
+    # The job's worker died and the broker redelivered it.
+    redelivered = enrichments_claim(
+        enrichment_ids=[str(e.pk) for e in enrichments], claim_token="job-1"
+    )
+    enrichments_submit_async(enrichments=redelivered, adapter=dropcontact)
+
+    with celery_worker(pool="threads", concurrency=2, queues=["default"]):
+        for polls in (1, 2):
+            sweep_in_worker()
+            wait_for(lambda polls=polls: AsyncLookup.objects.get().polls == polls)
+        sweep_in_worker()
+        wait_until_settled(tenant.organization)
+        # One more sweep finds nothing to poll.
+        sweep_in_worker()
+        time.sleep(0.5)
+
+    assert len(posts(httpserver)) == 1
+    assert [request.method for request, _ in httpserver.log].count("GET") == 3
+    settled = by_name(tenant)
+    assert {name: e.credits_charged for name, e in settled.items()} == {
+        "Denis": 1,
+        "Ana": 1,
+        "Nobody": 0,
+        "linkedin": 1,
+    }
+    assert CreditTransaction.objects.filter(kind="charge").count() == 3
+    assert_ledger_invariants(tenant.organization)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_sweep_retries_past_the_deadline_and_recovers_a_dead_pollers_lease(
+    make_tenant, httpserver: HTTPServer, dropcontact, enrichment_queue, settings
+) -> None:
+    answer(httpserver, SUBMIT, "submit_accepted", method="POST")
+    answer(httpserver, POLL, "poll_not_ready")
+    tenant = make_tenant(credits=10)
+    enrichments = claimed(tenant, PEOPLE[:2])
+    enrichments_submit_async(enrichments=enrichments, adapter=dropcontact)
+    enrichment_queue()  # the jobs the request queued
+    # A poller claimed the submission and died: its lease holds it.
+    AsyncLookup.objects.update(deadline=timezone.now())
+    _due_lookups_claim()
+
+    with celery_worker(pool="threads", concurrency=2, queues=["default"]):
+        sweep_in_worker()
+        time.sleep(0.5)
+        assert AsyncLookup.objects.get().status == AsyncLookupStatus.SUBMITTED
+        AsyncLookup.objects.update(poll_after=timezone.now())  # the lease ran out
+        sweep_in_worker()
+        wait_for(lambda: AsyncLookup.objects.get().status == AsyncLookupStatus.EXPIRED)
+
+    # A last poll, still not ready, then a transient failure: back to the waterfall.
+    assert [request.method for request, _ in httpserver.log] == ["POST", "GET"]
+    assert {(e.status, e.started_at) for e in Enrichment.objects.all()} == {(Status.PENDING, None)}
+    assert sorted(pk for job in enrichment_queue() for pk in job) == sorted(
+        str(e.pk) for e in enrichments
+    )
+    assert_ledger_invariants(tenant.organization)

@@ -188,7 +188,11 @@ def async_lookups_poll() -> int:
     lease, so two sweeps never poll one at once and a sweep that dies leaves it due again."""
     claimed = _due_lookups_claim()
     for lookup in claimed:
-        _lookup_poll(lookup)
+        try:
+            _lookup_poll(lookup)
+        except Exception:
+            # One bad submission does not hold up the others; its lease makes it due again.
+            logger.exception("Polling submission %s (%s) failed", lookup.pk, lookup.provider)
     provider_calls_flush()
     return len(claimed)
 

@@ -41,6 +41,7 @@ from tests.providers.conftest import (
 SUBMIT = "/v1/enrich/all"
 POLL = "/v1/enrich/all/qzmxkpvlrtdnhwa"
 POLL_TASK = "enrichment.poll_async_lookups"
+SANDBOX = "enrichment.providers.sandbox.SandboxProvider"
 # The persons of the recorded poll_ready answer, in its order.
 PEOPLE = [
     {"first_name": "Denis", "last_name": "Cohen", "company_name": "Dropcontact"},
@@ -227,6 +228,37 @@ def test_past_the_deadline_it_is_retried_with_attempts_left_else_failed(
     assert_ledger_invariants(tenant.organization)
 
 
+def test_an_answer_ready_at_the_deadline_is_still_settled(
+    make_tenant, httpserver: HTTPServer, dropcontact, settings
+) -> None:
+    settings.ENRICHMENT_ASYNC_MAX_WAIT = 0
+    answer(httpserver, SUBMIT, "submit_accepted", method="POST")
+    answer(httpserver, POLL, "poll_ready")
+    tenant = make_tenant(credits=10)
+    enrichments_submit_async(enrichments=claimed(tenant, PEOPLE), adapter=dropcontact)
+
+    async_lookups_poll()
+
+    assert AsyncLookup.objects.get().status == AsyncLookupStatus.ANSWERED
+    assert {e.status for e in by_name(tenant).values()} == {Status.FINISHED}
+
+
+def test_an_answer_of_another_length_than_the_submission_is_retried_not_guessed(
+    make_tenant, httpserver: HTTPServer, dropcontact
+) -> None:
+    answer(httpserver, SUBMIT, "submit_accepted", method="POST")
+    answer(httpserver, POLL, "poll_ready")
+    tenant = make_tenant(credits=10)
+    enrichments_submit_async(enrichments=claimed(tenant, PEOPLE[:3]), adapter=dropcontact)
+
+    async_lookups_poll()
+
+    lookup = AsyncLookup.objects.get()
+    assert (lookup.status, lookup.error) == (AsyncLookupStatus.ANSWERED, "async_answer_mismatch")
+    assert {(e.status, e.started_at) for e in Enrichment.objects.all()} == {(Status.PENDING, None)}
+    assert_ledger_invariants(tenant.organization)
+
+
 @pytest.mark.parametrize("refusal", ["submit_no_credits_403", "submit_unauthorized_401"])
 def test_a_provider_failure_hands_the_group_back_to_the_waterfall(
     make_tenant, httpserver: HTTPServer, dropcontact, refusal
@@ -342,6 +374,13 @@ def test_two_submitters_of_the_same_enrichments_at_once_send_one_request(
 # --- The sweep in a real worker, sent as beat sends it ------------------------------------------
 
 
+@pytest.fixture
+def sandbox_waterfall(settings) -> None:
+    """The worker's waterfall stays the sandbox: an enrichment retried after a deadline goes back
+    to it, while the sweep still finds Dropcontact (configured by its environment) by name."""
+    settings.ENRICHMENT_PROVIDERS = {"emails": [SANDBOX], "phones": [SANDBOX]}
+
+
 def sweep_in_worker() -> None:
     app.send_task(POLL_TASK)
 
@@ -355,13 +394,14 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_worker_sweep_polls_until_ready_and_charges_once(
-    make_tenant, httpserver: HTTPServer, dropcontact, enrichment_queue
+    make_tenant, httpserver: HTTPServer, dropcontact, sandbox_waterfall, enrichment_queue
 ) -> None:
     answer(httpserver, SUBMIT, "submit_accepted", method="POST")
     for name in ("poll_not_ready", "poll_not_ready", "poll_ready"):
         answer(httpserver, POLL, name)
     tenant = make_tenant(credits=10)
     enrichments = claimed(tenant, PEOPLE, token="job-1")
+    enrichment_queue()  # the request's job: this test plays it
     enrichments_submit_async(enrichments=enrichments, adapter=dropcontact)
     # The job's worker died and the broker redelivered it.
     redelivered = enrichments_claim(
@@ -369,7 +409,7 @@ def test_worker_sweep_polls_until_ready_and_charges_once(
     )
     enrichments_submit_async(enrichments=redelivered, adapter=dropcontact)
 
-    with celery_worker(pool="threads", concurrency=2, queues=["default"]):
+    with celery_worker(pool="threads", concurrency=2):
         for polls in (1, 2):
             sweep_in_worker()
             wait_for(lambda polls=polls: AsyncLookup.objects.get().polls == polls)
@@ -393,31 +433,35 @@ def test_worker_sweep_polls_until_ready_and_charges_once(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_worker_sweep_retries_past_the_deadline_and_recovers_a_dead_pollers_lease(
-    make_tenant, httpserver: HTTPServer, dropcontact, enrichment_queue, settings
+def test_worker_sweep_recovers_a_dead_pollers_lease_and_retries_past_the_deadline(
+    make_tenant,
+    httpserver: HTTPServer,
+    dropcontact,
+    sandbox_waterfall,
+    fast_providers,
+    enrichment_queue,
 ) -> None:
     answer(httpserver, SUBMIT, "submit_accepted", method="POST")
     answer(httpserver, POLL, "poll_not_ready")
     tenant = make_tenant(credits=10)
     enrichments = claimed(tenant, PEOPLE[:2])
+    enrichment_queue()  # the request's job: this test plays it
     enrichments_submit_async(enrichments=enrichments, adapter=dropcontact)
-    enrichment_queue()  # the jobs the request queued
-    # A poller claimed the submission and died: its lease holds it.
     AsyncLookup.objects.update(deadline=timezone.now())
+    # A poller claimed the submission and died: its lease holds it.
     _due_lookups_claim()
 
-    with celery_worker(pool="threads", concurrency=2, queues=["default"]):
+    with celery_worker(pool="threads", concurrency=2):
         sweep_in_worker()
         time.sleep(0.5)
         assert AsyncLookup.objects.get().status == AsyncLookupStatus.SUBMITTED
         AsyncLookup.objects.update(poll_after=timezone.now())  # the lease ran out
         sweep_in_worker()
-        wait_for(lambda: AsyncLookup.objects.get().status == AsyncLookupStatus.EXPIRED)
+        # Polled a last time, still not ready: a transient failure, back to the waterfall,
+        # which settles them on its next attempt.
+        settled = wait_until_settled(tenant.organization)
 
-    # A last poll, still not ready, then a transient failure: back to the waterfall.
+    assert AsyncLookup.objects.get().status == AsyncLookupStatus.EXPIRED
     assert [request.method for request, _ in httpserver.log] == ["POST", "GET"]
-    assert {(e.status, e.started_at) for e in Enrichment.objects.all()} == {(Status.PENDING, None)}
-    assert sorted(pk for job in enrichment_queue() for pk in job) == sorted(
-        str(e.pk) for e in enrichments
-    )
+    assert {(e.status, e.attempts) for e in settled.values()} == {(Status.FINISHED, 2)}
     assert_ledger_invariants(tenant.organization)

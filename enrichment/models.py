@@ -188,3 +188,83 @@ class EnrichmentBatchItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.batch_id} #{self.position}"
+
+
+class AsyncLookupStatus(models.TextChoices):
+    # Recorded before the request is sent: a worker dying mid-call leaves a trace the sweep finds.
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    ANSWERED = "answered"
+    # Not ready by ENRICHMENT_ASYNC_MAX_WAIT; or, for an intent, never known to be accepted.
+    EXPIRED = "expired"
+    LOST = "lost"
+    # The provider refused the submission, or was not asked (its circuit was open).
+    REFUSED = "refused"
+
+
+LIVE_ASYNC_STATUSES = (AsyncLookupStatus.SUBMITTING, AsyncLookupStatus.SUBMITTED)
+
+
+class AsyncLookup(models.Model):
+    """One submission of several enrichments to an asynchronous provider (Dropcontact), polled by
+    a beat-driven sweep until it is answered or its deadline passes. `poll_after` is when the sweep
+    next looks at it; a poller moves it past the task time limit while it holds it (the lease),
+    so a poller that dies leaves it due again."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    provider = models.CharField(max_length=64)
+    field = models.CharField(max_length=10, choices=Field.choices)
+    status = models.CharField(
+        max_length=12, choices=AsyncLookupStatus.choices, default=AsyncLookupStatus.SUBMITTING
+    )
+    # The provider's id of the submission; empty until it accepted it.
+    request_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    poll_after = models.DateTimeField()
+    deadline = models.DateTimeField()
+    polls = models.PositiveIntegerField(default=0)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["poll_after"],
+                condition=Q(status__in=LIVE_ASYNC_STATUSES),
+                name="async_lookup_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.request_id or self.pk} ({self.status})"
+
+
+class AsyncLookupItem(models.Model):
+    """One enrichment of a submission, at its place in the request (the provider answers in
+    submission order). `live` holds while the submission may still answer; an enrichment has at
+    most one live item, so a redelivered job can never submit it a second time. `found` is the
+    provider's answer once read: False tells a resumed waterfall not to ask that provider again."""
+
+    lookup = models.ForeignKey(
+        AsyncLookup, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
+    enrichment = models.ForeignKey(Enrichment, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveIntegerField()
+    live = models.BooleanField(default=True)
+    found = models.BooleanField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["lookup", "position"], name="one_async_item_per_position"
+            ),
+            models.UniqueConstraint(
+                fields=["enrichment"],
+                condition=Q(live=True),
+                name="one_live_async_lookup_per_enrichment",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lookup_id} #{self.position}"

@@ -26,6 +26,7 @@ from credits.services import (
     credits_reserve,
 )
 from enrichment.models import (
+    AsyncLookupItem,
     Enrichment,
     EnrichmentBatch,
     EnrichmentBatchItem,
@@ -641,6 +642,14 @@ def enrichments_requeue_timed_out(
     stuck = stuck.filter(
         Q(started_at__isnull=True)
         | Q(started_at__lt=now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT))
+    ).exclude(
+        # Waiting on an asynchronous provider's live submission: the polling sweep ends it by its
+        # deadline; past the deadline (no sweep running) it is recovered here like any other.
+        Exists(
+            AsyncLookupItem.objects.filter(
+                enrichment=OuterRef("pk"), live=True, lookup__deadline__gt=now
+            )
+        )
     )
     retryable = stuck.filter(attempts__lt=max_attempts)
     exhausted = stuck.filter(attempts__gte=max_attempts)

@@ -9,6 +9,7 @@ from celery import Task, shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from enrichment.async_lookups import async_lookups_poll
 from enrichment.models import Enrichment
 from enrichment.providers import LookupOutcome, waterfall_lookup
 from enrichment.queueing import PROCESS_ENRICHMENTS_TASK
@@ -73,3 +74,10 @@ def requeue_timed_out_enrichments() -> None:
             len(report.requeued),
             len(report.timed_out),
         )
+
+
+@shared_task(name="enrichment.poll_async_lookups")
+def poll_async_lookups() -> None:
+    polled = async_lookups_poll()
+    if polled:
+        logger.info("Polled %d asynchronous provider submissions", polled)

@@ -365,6 +365,19 @@ CACHES["providers"] = (
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "providers"}
 )
 
+# --- Asynchronous providers (Dropcontact; issue 9, item 6) -------------------------------------
+# A submission not answered this many seconds after it was sent counts as a transient failure.
+ENRICHMENT_ASYNC_MAX_WAIT = env.int("ENRICHMENT_ASYNC_MAX_WAIT", default=1800)
+# Seconds between two polls of one submission, and between two runs of the sweep that polls the due
+# ones (a beat sweep, not broker countdowns: a Redis broker redelivers a delayed task).
+ENRICHMENT_ASYNC_POLL_SECONDS = env.int("ENRICHMENT_ASYNC_POLL_SECONDS", default=30)
+# Submissions one sweep run polls; the rest stay due for the next run.
+ENRICHMENT_ASYNC_SWEEP_MAX = 100
+CELERY_BEAT_SCHEDULE["poll-async-lookups"] = {
+    "task": "enrichment.poll_async_lookups",
+    "schedule": ENRICHMENT_ASYNC_POLL_SECONDS,
+}
+
 # --- Webhooks -----------------------------------------------------------------------------------
 # Receivers must be https unless this is true (e.g. a receiver on the install's private network).
 WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)

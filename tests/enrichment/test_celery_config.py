@@ -66,6 +66,7 @@ def test_tasks_have_explicit_names():
     assert project_tasks == {
         "enrichment.process_enrichments",
         "enrichment.requeue_timed_out_enrichments",
+        "enrichment.poll_async_lookups",
         "organizations.purge_expired_idempotency_keys",
         "webhooks.deliver",
         "webhooks.sweep_due_deliveries",
@@ -82,3 +83,10 @@ def test_beat_sweeps_due_webhook_deliveries_every_few_seconds():
     entry = app.conf.beat_schedule["sweep-due-webhook-deliveries"]
     assert entry["task"] == "webhooks.sweep_due_deliveries"
     assert entry["schedule"] == settings.WEBHOOK_SWEEP_SECONDS == 5
+
+
+def test_beat_polls_async_submissions_every_30_seconds():
+    entry = app.conf.beat_schedule["poll-async-lookups"]
+    assert entry["task"] == "enrichment.poll_async_lookups"
+    assert entry["schedule"] == settings.ENRICHMENT_ASYNC_POLL_SECONDS == 30
+    assert settings.ENRICHMENT_ASYNC_MAX_WAIT == 1800

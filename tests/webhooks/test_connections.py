@@ -1,5 +1,6 @@
 """A worker process keeps one client per endpoint between delivery jobs: the second job reuses
-the first one's keep-alive connection, and an endpoint never gets another endpoint's."""
+the first one's keep-alive connection, an endpoint never gets another endpoint's, and a long answer
+body (not read to its end) costs only its connection."""
 
 import threading
 from collections.abc import Iterator
@@ -8,8 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from organizations.models import Organization
-from tests.webhooks.conftest import record_events
+from tests.webhooks.conftest import HOOK_PATH, record_events
 from webhooks.models import DeliveryStatus, WebhookDelivery
+from webhooks.sending import ANSWER_READ_LIMIT
 from webhooks.services import webhook_deliveries_send, webhook_endpoint_create
 
 pytestmark = pytest.mark.django_db
@@ -74,3 +76,13 @@ def test_two_endpoints_on_one_address_never_share_a_connection(
     _send_one(tenant.organization)
     _send_one(other.organization)
     assert len(ports) == 2 and ports[0] != ports[1]
+
+
+def test_an_answer_longer_than_the_read_limit_fails_neither_its_delivery_nor_the_next(
+    tenant, receiver, make_endpoint
+):
+    make_endpoint(tenant.organization)
+    receiver.expect_request(HOOK_PATH).respond_with_data("x" * (4 * ANSWER_READ_LIMIT))
+    _send_one(tenant.organization)
+    _send_one(tenant.organization)
+    assert len(receiver.log) == 2

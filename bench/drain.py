@@ -27,8 +27,9 @@ POLL_SECONDS = 0.02
 @dataclass(frozen=True)
 class Drain:
     per_second: float
-    # When the first message was queued.
+    # When the first message was queued, and when the last enrichment settled.
     started: float
+    finished: float
     # Settlement transactions: all rows of one settlement share its finished_at.
     settlements_per_second: float
     rows_per_settlement: float
@@ -62,6 +63,7 @@ def drain_enrichments(requests: Sequence[tuple[Tenant, Sequence[uuid.UUID]]]) ->
     return Drain(
         per_second=total / elapsed,
         started=started,
+        finished=finished,
         settlements_per_second=settlements / elapsed,
         rows_per_settlement=total / settlements,
     )

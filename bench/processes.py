@@ -7,11 +7,12 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from bench.environment import BENCH_ENV, ROOT, VENV_BIN
+from bench.receiver import RECEIVER_NICE, ReceiverClient
 from enrichment_project.celery import app
 
 LOG_DIR = Path(tempfile.mkdtemp(prefix="enrichment-bench-"))
@@ -21,18 +22,25 @@ STOP_TIMEOUT = 20.0
 
 @contextmanager
 def _child(
-    name: str, args: list[str], extra_env: dict[str, str], ready: Callable[[], bool]
+    name: str,
+    args: list[str],
+    extra_env: dict[str, str],
+    ready: Callable[[], bool],
+    nice: int = 0,
 ) -> Iterator[None]:
+    """`nice` lowers the child's CPU priority below the bench's other processes."""
     log = LOG_DIR / f"{name}.log"
     with log.open("ab") as out:
-        # A session of its own, so the whole tree (prefork children too) is stopped by its id.
+        # A process group of its own, so the whole tree (prefork children too) is stopped by its
+        # id. Not a session: with the kernel's autogroup scheduling each session shares the CPU
+        # as one unit whatever its processes' nice values, which would cancel `nice`.
         process = subprocess.Popen(
-            args,
+            ["nice", "-n", str(nice), *args] if nice else args,
             cwd=ROOT,
             env=os.environ | BENCH_ENV | extra_env,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            process_group=0,
         )
     try:
         deadline = time.monotonic() + START_TIMEOUT
@@ -80,16 +88,34 @@ def gunicorn(port: int, workers: int) -> Iterator[None]:
 
 
 @contextmanager
-def celery_worker(name: str, extra_env: dict[str, str], include: str = "") -> Iterator[None]:
+def celery_worker(
+    name: str,
+    extra_env: dict[str, str],
+    include: str = "",
+    options: Sequence[str] = (),
+    nice: int = 0,
+) -> Iterator[None]:
     """A worker started as in production (`celery -A enrichment_project worker`), with the
-    project's pool and concurrency; `include` adds a module of bench-only tasks."""
+    project's pool and concurrency unless `options` (e.g. `-Q`, `-P`, `-c`) say otherwise;
+    `include` adds a module of bench-only tasks."""
     hostname = f"{name}@bench"
     args = [str(VENV_BIN / "celery"), "-A", "enrichment_project", "worker", "-n", hostname]
     if include:
         args += ["-I", include]
+    args += options
 
     def answers() -> bool:
         return bool(app.control.ping(destination=[hostname], timeout=0.5))
 
-    with _child(f"worker-{name}", args, extra_env, answers):
+    with _child(f"worker-{name}", args, extra_env, answers, nice):
         yield
+
+
+@contextmanager
+def local_receiver() -> Iterator[ReceiverClient]:
+    """Section e's webhook receiver (bench/receiver.py) at the lowest CPU priority; yields a
+    client for its URL and counts."""
+    client = ReceiverClient(free_port())
+    args = [str(VENV_BIN / "python"), "-m", "bench.receiver", str(client.port)]
+    with _child("receiver", args, {}, client.answers, nice=RECEIVER_NICE):
+        yield client

@@ -91,7 +91,8 @@ SECTIONS = {
     "d": "d. SQL statements of one batch request (deterministic: measured once); baseline: the "
     "same request for 1 person",
     "e": "e. Worker drain of 1,000 enrichments of one organization with a webhook endpoint "
-    "subscribed on a local receiver, at 0 and 200 ms; baseline: the same drain without one",
+    "subscribed on a local receiver (nice 19), deliveries on their own worker (nice 19), at 0 "
+    "and 200 ms; baseline: the same drain without one",
 }
 
 

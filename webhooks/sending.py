@@ -3,8 +3,13 @@ the connection goes to the address that was checked, and no redirect is followed
 
 import json
 import ssl
+import threading
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -18,6 +23,7 @@ from webhooks.addresses import AddressRefused, url_check
 from webhooks.signing import signature_header
 
 USER_AGENT = "enrichment-webhooks/1"
+ANSWER_READ_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,17 +55,67 @@ def webhook_body(*, event_type: str, created_at: datetime, payload: Any) -> str:
     )
 
 
-def delivery_client() -> httpx.Client:
-    """A client for the deliveries of one endpoint in one job: its connections are kept alive
-    between them, and never serve another endpoint's host name (a pooled TLS connection is
-    keyed by address, and was verified for one name). trust_env=False: a proxy from the
-    environment would connect to the name, not to the checked address."""
+def _client_create() -> httpx.Client:
+    """trust_env=False: a proxy from the environment would connect to the name, not to the
+    checked address."""
     return httpx.Client(
         timeout=settings.WEBHOOK_TIMEOUT,
         follow_redirects=False,
         trust_env=False,
         verify=_tls_context(),
     )
+
+
+class _Clients:
+    """One client per endpoint and URL in a worker process, kept between jobs so that its
+    connections stay alive from one job to the next. Never shared between endpoints: a pooled
+    TLS connection is keyed by address, and was verified for one host name. The least recently
+    used ones are closed beyond `size`. httpx clients are thread-safe (a threads pool runs
+    several jobs in one process)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.lock = threading.Lock()
+        self.clients: OrderedDict[tuple[uuid.UUID, str], httpx.Client] = OrderedDict()
+
+    def get(self, endpoint_id: uuid.UUID, url: str) -> httpx.Client:
+        key = (endpoint_id, url)
+        with self.lock:
+            client = self.clients.get(key)
+            if client is None:
+                client = self.clients[key] = _client_create()
+            self.clients.move_to_end(key)
+            evicted = []
+            while len(self.clients) > self.size:
+                evicted.append(self.clients.popitem(last=False)[1])
+        for old in evicted:
+            old.close()
+        return client
+
+
+_clients = _Clients(size=256)
+
+
+def delivery_client(*, endpoint_id: uuid.UUID, url: str) -> httpx.Client:
+    return _clients.get(endpoint_id, url)
+
+
+@cache
+def sending_pool() -> ThreadPoolExecutor:
+    """One per process: its threads wait on receivers, not on the CPU, and are not started
+    again for every job."""
+    return ThreadPoolExecutor(settings.WEBHOOK_DELIVERY_CONCURRENCY, "webhook-send")
+
+
+def _drain(response: httpx.Response) -> None:
+    """Reads up to ANSWER_READ_LIMIT bytes; beyond, the connection is closed with the response.
+    The status is known already: an error while reading only costs the connection."""
+    read = 0
+    with suppress(httpx.HTTPError):
+        for chunk in response.iter_raw():
+            read += len(chunk)
+            if read > ANSWER_READ_LIMIT:
+                return
 
 
 def attempt_send(
@@ -93,11 +149,13 @@ def attempt_send(
     # The URL names the checked IP; TLS still sends and verifies the host name.
     extensions = {"sni_hostname": checked.host} if checked.scheme == "https" else {}
     try:
-        # Streamed and never read: a receiver's answer body is of no use and may be huge.
+        # Streamed: a receiver's answer body is of no use and may be huge. A short one is read
+        # to its end (and dropped), or the connection could not be kept alive for the next.
         with client.stream(
             "POST", checked.url, content=body.encode(), headers=headers, extensions=extensions
         ) as response:
             status_code = response.status_code
+            _drain(response)
     except httpx.TimeoutException:
         return Attempt(None, elapsed_ms(), "timeout")
     except httpx.HTTPError as error:

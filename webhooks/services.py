@@ -6,12 +6,9 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from datetime import timedelta
 from typing import Any
 
-import httpx
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
@@ -25,7 +22,7 @@ from webhooks.addresses import AddressRefused, url_check
 from webhooks.events import EVENT_TYPES
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from webhooks.queueing import enqueue_deliveries, enqueue_deliveries_on_commit
-from webhooks.sending import Attempt, attempt_send, delivery_client, webhook_body
+from webhooks.sending import Attempt, attempt_send, delivery_client, sending_pool, webhook_body
 from webhooks.signing import secret_generate
 
 ROTATION_OVERLAP = timedelta(hours=24)
@@ -263,10 +260,10 @@ def _endpoints_disable(endpoint_ids: list[uuid.UUID], reason: str) -> None:
     count_on_commit(WEBHOOK_DELIVERIES, ended, outcome="disabled")
 
 
-def _attempt(delivery: WebhookDelivery, client: httpx.Client) -> Attempt:
+def _attempt(delivery: WebhookDelivery) -> Attempt:
     event = delivery.event
     return attempt_send(
-        client=client,
+        client=delivery_client(endpoint_id=delivery.endpoint_id, url=delivery.endpoint.url),
         url=delivery.endpoint.url,
         secrets_in_use=_secrets_in_use(delivery.endpoint),
         message_id=str(event.pk),
@@ -285,15 +282,8 @@ def webhook_deliveries_send(*, delivery_ids: Sequence[str] | None = None) -> int
     )
     if not claimed:
         return 0
-    # Threads wait on receivers, not on the CPU; none touches the database.
-    with ExitStack() as stack, ThreadPoolExecutor(settings.WEBHOOK_DELIVERY_CONCURRENCY) as pool:
-        clients = {
-            endpoint_id: stack.enter_context(delivery_client())
-            for endpoint_id in {delivery.endpoint_id for delivery in claimed}
-        }
-        attempts = list(
-            pool.map(lambda delivery: _attempt(delivery, clients[delivery.endpoint_id]), claimed)
-        )
+    # The pool's threads touch no database.
+    attempts = list(sending_pool().map(_attempt, claimed))
     webhook_deliveries_record(outcomes=list(zip(claimed, attempts, strict=True)))
     return len(claimed)
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 ROOT = Path(settings.BASE_DIR)
-APP_SERVICES = ("web", "worker", "beat")
+APP_SERVICES = ("web", "worker", "webhook-worker", "beat")
 # The variables a deployment must set; defaults exist only for a first local run.
 DEPLOYMENT_VARIABLES = (
     "DATABASE_URL",
@@ -100,12 +100,35 @@ def test_web_migrates_then_serves_the_wsgi_app_on_8000(
     assert importlib.util.find_spec("enrichment_project.wsgi") is not None
 
 
-def test_worker_and_beat_run_the_project_celery_app(services: dict[str, dict[str, Any]]) -> None:
+def _queues(command: list[str]) -> set[str]:
+    return set(command[command.index("-Q") + 1].split(","))
+
+
+def test_workers_and_beat_run_the_project_celery_app(services: dict[str, dict[str, Any]]) -> None:
     worker, beat = _command(services["worker"]), _command(services["beat"])
-    assert worker == ["celery", "-A", "enrichment_project", "worker", "--loglevel=INFO"]
+    webhook_worker = _command(services["webhook-worker"])
+    for command in (worker, webhook_worker):
+        assert command[:5] == ["celery", "-A", "enrichment_project", "worker", "--loglevel=INFO"]
     assert beat[:4] == ["celery", "-A", "enrichment_project", "beat"]
     assert "--loglevel=INFO" in beat
     assert beat[beat.index("--schedule") + 1] == "/tmp/celerybeat-schedule"
+
+
+def test_deliveries_have_a_low_priority_worker_and_the_two_workers_consume_every_queue(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    worker, webhook_worker = _command(services["worker"]), _command(services["webhook-worker"])
+    assert _queues(webhook_worker) == {settings.WEBHOOK_QUEUE}
+    assert webhook_worker[webhook_worker.index("-P") + 1] == "threads"
+    # Below the default CPU weight of 1024, which every other container has.
+    assert services["webhook-worker"]["cpu_shares"] < 1024
+    assert not any(
+        "cpu_shares" in services[name] for name in set(APP_SERVICES) - {"webhook-worker"}
+    )
+    assert _queues(worker) | _queues(webhook_worker) == {
+        queue.name for queue in settings.CELERY_TASK_QUEUES
+    }
+    assert not _queues(worker) & _queues(webhook_worker)
 
 
 def test_app_services_wait_for_healthy_postgres_and_redis(
@@ -209,8 +232,9 @@ def test_every_container_has_a_metrics_samples_directory_and_hooks_that_reset_it
     assert directory in dockerfile[created][1].split()
     hooks = (ROOT / "gunicorn.conf.py").read_text()
     assert "def on_starting" in hooks and "def child_exit" in hooks
-    worker = services["worker"]
-    assert _environment(worker)["WORKER_METRICS_PORT"] in {str(p) for p in worker["expose"]}
+    for name in ("worker", "webhook-worker"):
+        worker = services[name]
+        assert _environment(worker)["WORKER_METRICS_PORT"] in {str(p) for p in worker["expose"]}
 
 
 def test_flower_watches_the_broker_the_workers_use(services: dict[str, dict[str, Any]]) -> None:

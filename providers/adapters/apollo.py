@@ -5,6 +5,7 @@ serves emails."""
 import httpx
 
 from providers.base import (
+    NOT_ENOUGH_DATA,
     Answer,
     FoundValue,
     PermanentProviderError,
@@ -39,7 +40,7 @@ class ApolloAdapter(SyncAdapter):
                 body["organization_name"] = subject.company_name
         if len(body) == 1:
             # A name without a company or domain may "match" and enrich nothing.
-            return Answer(note="not_enough_data")
+            return Answer(note=NOT_ENOUGH_DATA)
         response = self.http.request("POST", "/api/v1/people/match", json=body)
         if response.status_code != 200:
             raise self._error(response)

@@ -6,6 +6,7 @@ import re
 import httpx
 
 from providers.base import (
+    NOT_ENOUGH_DATA,
     Answer,
     FoundValue,
     PermanentProviderError,
@@ -35,7 +36,7 @@ class HunterAdapter(SyncAdapter):
     def lookup(self, subject: Subject, field: str) -> Answer:
         params = self._params(subject)
         if params is None:
-            return Answer(note="not_enough_data")
+            return Answer(note=NOT_ENOUGH_DATA)
         response = self.http.request("GET", "/v2/email-finder", params=params)
         status = response.status_code
         if status == 200:

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from providers.base import (
+    NOT_ENOUGH_DATA,
     Answer,
     FoundValue,
     PermanentProviderError,
@@ -50,7 +51,7 @@ class LushaAdapter(SyncAdapter):
             else:
                 contact["companyName"] = subject.company_name
         if len(contact) == 1:
-            return Answer(note="not_enough_data")
+            return Answer(note=NOT_ENOUGH_DATA)
         response = self.http.request(
             "POST",
             "/v3/contacts/search-and-enrich",

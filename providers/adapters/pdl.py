@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from providers.base import (
+    NOT_ENOUGH_DATA,
     Answer,
     FoundValue,
     PermanentProviderError,
@@ -48,7 +49,7 @@ class PdlAdapter(SyncAdapter):
                 "company": subject.company_domain or subject.company_name,
             }
         if len(params) == 1:
-            return Answer(note="not_enough_data")
+            return Answer(note=NOT_ENOUGH_DATA)
         response = self.http.request("GET", "/v5/person/enrich", params=params)
         if response.status_code == 404:
             return Answer(http_status=404)

@@ -4,6 +4,7 @@
 import httpx
 
 from providers.base import (
+    NOT_ENOUGH_DATA,
     Answer,
     FoundValue,
     PermanentProviderError,
@@ -46,7 +47,7 @@ class ProspeoAdapter(SyncAdapter):
             else:
                 data["company_name"] = subject.company_name
         if not data:
-            return Answer(note="not_enough_data")
+            return Answer(note=NOT_ENOUGH_DATA)
         response = self.http.request(
             "POST",
             "/enrich-person",

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 
 import pytest
+from celery.signals import worker_process_shutdown, worker_shutdown
 from django.core.cache import caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -399,3 +400,14 @@ def test_a_shared_answer_stored_before_qualities_existed_reads_as_unknown(make_t
         {"value": "ada@company.example", "type": "work", "quality": "unknown"}
     ]
     assert ContactPoint.objects.get(person=person).quality == "unknown"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("signal", [worker_process_shutdown, worker_shutdown])
+def test_a_worker_process_writes_its_buffered_calls_when_it_shuts_down(signal) -> None:
+    recorder.flush()
+    recorder.record(provider="pdl", outcome="found", at=timezone.now(), duration_ms=3)
+
+    signal.send(sender=None, pid=0, exitcode=0)
+
+    assert (ProviderCall.objects.count(), recorder.pending()) == (1, 0)

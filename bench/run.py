@@ -33,9 +33,9 @@ from bench.sql import (
 )
 from credits.models import CreditTransaction
 from enrichment.models import Enrichment, Status
-from enrichment.providers import waterfall_lookup
 from enrichment.selectors import subject_of
 from enrichment.services import Settlement, enrichments_claim, enrichments_settle
+from enrichment.waterfall import waterfall_lookup
 from webhooks.events import ENRICHMENT_BATCH_COMPLETED, ENRICHMENT_COMPLETED, EVENT_TYPES
 from webhooks.services import webhook_endpoint_create
 
@@ -319,7 +319,9 @@ def settlement(report: Report, drains: Sequence[Drain]) -> None:
     )
     outcomes = []
     for enrichment in claimed:
-        lookup = waterfall_lookup(subject_of(enrichment.person), enrichment.field)
+        lookup = waterfall_lookup(
+            subject=subject_of(enrichment.person), field=enrichment.field, reference_id=None
+        )
         outcomes.append(
             Settlement(
                 enrichment=enrichment,

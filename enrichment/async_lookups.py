@@ -13,7 +13,6 @@ sweep ends it `lost` and its enrichments are retried through the waterfall."""
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import timedelta
 
 from django.conf import settings
@@ -29,14 +28,15 @@ from enrichment.models import (
     Enrichment,
     Status,
 )
-from enrichment.providers import LookupOutcome
 from enrichment.selectors import lookup_key, subject_of
 from enrichment.services import (
+    Retry,
     Settlement,
-    _global_enrichments_record,
     enrichments_retry_later,
     enrichments_settle,
+    global_enrichments_record,
 )
+from enrichment.waterfall import LookupOutcome
 from providers import registry
 from providers.base import (
     Answer,
@@ -44,7 +44,6 @@ from providers.base import (
     PermanentProviderError,
     ProviderError,
     ProviderFailure,
-    Subject,
     Submission,
     TransientProviderError,
 )
@@ -57,10 +56,6 @@ from providers.services import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def _subject(enrichment: Enrichment) -> Subject:
-    return Subject(**asdict(subject_of(enrichment.person)))
 
 
 def enrichments_submit_async(
@@ -93,14 +88,14 @@ def _submit_group(
         return []
     try:
         submission = provider_submit(
-            adapter=adapter, subjects=[_subject(e) for e in linked], field=field
+            adapter=adapter, subjects=[subject_of(e.person) for e in linked], field=field
         )
     except (ProviderUnavailable, ProviderFailure) as error:
         _lookups_end([lookup.pk], AsyncLookupStatus.REFUSED, error.reason)
         return linked
     except TransientProviderError as error:
         _lookups_end([lookup.pk], AsyncLookupStatus.REFUSED, error.reason)
-        enrichments_retry_later(enrichments=linked)
+        enrichments_retry_later(retries=[Retry(enrichment=e) for e in linked])
         return []
     except PermanentProviderError as error:
         _lookups_end([lookup.pk], AsyncLookupStatus.REFUSED, error.reason)
@@ -260,7 +255,7 @@ def _lookup_give_up(lookup: AsyncLookup, status: str, reason: str) -> None:
         )
     retried = [e for e in pending if e not in exhausted]
     if retried:
-        enrichments_retry_later(enrichments=retried)
+        enrichments_retry_later(retries=[Retry(enrichment=e) for e in retried])
     logger.info(
         "Gave up submission %s (%s): %s; %d retried, %d failed",
         lookup.request_id or lookup.pk,
@@ -287,11 +282,11 @@ def _answers_settle(lookup: AsyncLookup, answers: Sequence[Answer]) -> None:
     ]
     go_on = _has_provider_after(lookup.field, lookup.provider)
     final = [(item, answer) for item, answer in answered if answer.found or not go_on]
-    keys = {item.pk: lookup_key(_subject(item.enrichment)) for item, _ in final}
-    shared = _global_enrichments_record(
+    keys = {item.pk: lookup_key(subject_of(item.enrichment.person)) for item, _ in final}
+    shared = global_enrichments_record(
         {
             (keys[item.pk], lookup.field): LookupOutcome(
-                values=list(answer.values), provider=lookup.provider if answer.found else ""
+                values=tuple(answer.values), provider=lookup.provider if answer.found else ""
             )
             for item, answer in final
         }
@@ -318,7 +313,12 @@ def _answers_settle(lookup: AsyncLookup, answers: Sequence[Answer]) -> None:
     handed_back = [item.enrichment for item, answer in answered if not answer.found and go_on]
     if handed_back:
         # Gives the claims back and queues them: the waterfall resumes after this provider.
-        enrichments_retry_later(enrichments=handed_back)
+        enrichments_retry_later(
+            retries=[
+                Retry(enrichment=e, not_found=(*e.providers_not_found, lookup.provider))
+                for e in handed_back
+            ]
+        )
 
 
 def _has_provider_after(field: str, name: str) -> bool:

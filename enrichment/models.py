@@ -72,9 +72,11 @@ class Enrichment(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     error = models.CharField(max_length=200, blank=True)
     data_found = models.BooleanField(null=True)
-    # The found values, each {"value", "type"}; null until finished.
+    # The found values, each {"value", "type", "quality"}; null until finished.
     data = models.JSONField(null=True, blank=True)
     provider = models.CharField(max_length=50, blank=True)
+    # Names of the providers that answered "not found" in an earlier attempt: a retry skips them.
+    providers_not_found = models.JSONField(default=list, blank=True)
     price = models.PositiveIntegerField()
     credits_charged = models.PositiveIntegerField(default=0)
     credit_transaction = models.OneToOneField(

@@ -19,10 +19,10 @@ from enrichment.models import (
     GlobalEnrichment,
     Status,
 )
-from enrichment.providers.base import Subject
 from organizations.models import Organization
 from persons.identity import linkedin_identity, name_identity
 from persons.models import Person
+from providers.base import Subject
 
 
 def subject_of(person: Person) -> Subject:

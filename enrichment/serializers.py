@@ -10,6 +10,10 @@ from enrichment_project.fields import UUID4Field
 class FoundValueOut(serializers.Serializer):
     value = serializers.CharField()
     type = serializers.CharField()
+    # Values stored before providers graded them have none: unknown.
+    quality = serializers.CharField(
+        default="unknown", help_text="verified, probable or unknown, as the provider graded it."
+    )
 
 
 class EnrichmentOut(serializers.ModelSerializer):
@@ -25,6 +29,10 @@ class EnrichmentOut(serializers.ModelSerializer):
     creditTransactionId = serializers.IntegerField(source="credit_transaction_id", allow_null=True)
     creditsCharged = serializers.IntegerField(source="credits_charged")
     data = FoundValueOut(many=True, allow_null=True)
+    provider = serializers.SerializerMethodField(
+        help_text="The provider whose answer was used; null when none was."
+    )
+    attempts = serializers.IntegerField(help_text="How many times the work was tried.")
 
     class Meta:
         model = Enrichment
@@ -44,6 +52,8 @@ class EnrichmentOut(serializers.ModelSerializer):
             "creditTransactionId",
             "creditsCharged",
             "data",
+            "provider",
+            "attempts",
         ]
 
     def get_entityType(self, enrichment: Enrichment) -> str:
@@ -51,6 +61,9 @@ class EnrichmentOut(serializers.ModelSerializer):
 
     def get_error(self, enrichment: Enrichment) -> str | None:
         return enrichment.error or None
+
+    def get_provider(self, enrichment: Enrichment) -> str | None:
+        return enrichment.provider or None
 
 
 def _max_age_field() -> serializers.IntegerField:

@@ -14,7 +14,7 @@ from functools import partial, update_wrapper
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Case, Exists, F, JSONField, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from credits.selectors import credit_account_get
@@ -33,8 +33,6 @@ from enrichment.models import (
     GlobalEnrichment,
     Status,
 )
-from enrichment.providers import LookupOutcome
-from enrichment.providers.base import FoundValue, PermanentProviderError, TransientProviderError
 from enrichment.queueing import enqueue_enrichments
 from enrichment.selectors import (
     BatchSummary,
@@ -45,12 +43,14 @@ from enrichment.selectors import (
     subject_of,
 )
 from enrichment.serializers import EnrichmentBatchOut, EnrichmentOut
+from enrichment.waterfall import LookupOutcome, WaterfallStopped
 from enrichment_project.errors import InvalidState, NotFound, ValidationFailed
 from enrichment_project.metrics import ENRICHMENTS_CREATED, ENRICHMENTS_ENDED, count_on_commit
 from organizations.models import Organization
 from persons.models import ContactPoint
 from persons.selectors import persons_list, persons_of
 from persons.services import contact_points_save
+from providers.base import FoundValue
 from webhooks.events import ENRICHMENT_BATCH_COMPLETED, ENRICHMENT_COMPLETED
 from webhooks.services import webhook_events_record
 
@@ -439,6 +439,7 @@ def _settle_for_organization(
                         kind=CONTACT_KIND_BY_FIELD[enrichment.field],
                         value=value.value,
                         type=value.type,
+                        quality=value.quality,
                         provider=outcome.provider,
                     )
                     for value in outcome.values
@@ -577,22 +578,48 @@ def enrichment_end_unfound(
     return next(iter(enrichments_settle(settlements=[settlement])), None)
 
 
-def enrichments_retry_later(*, enrichments: Sequence[Enrichment]) -> float | None:
-    """Gives the claims back and queues the enrichments again after an exponential backoff with
-    "equal jitter" (at least half the backoff, so a burst of retries spreads out but still waits).
-    Returns the delay, or None when none of them is pending any more."""
-    attempts = max(enrichment.attempts for enrichment in enrichments)
+@dataclass(frozen=True)
+class Retry:
+    """A claimed enrichment to try again: the providers that answered "not found" so far (not
+    asked again), and the least delay worth waiting (a provider's hint, a circuit reopening)."""
+
+    enrichment: Enrichment
+    not_found: tuple[str, ...] = ()
+    not_before: float = 0.0
+
+
+def enrichments_retry_later(*, retries: Sequence[Retry]) -> float | None:
+    """Gives the claims back, stores what each attempt learnt (its providers' "not found"), and
+    queues the enrichments again after an exponential backoff with "equal jitter" (at least half
+    the backoff, so a burst of retries spreads out but still waits), and never before the
+    longest `not_before` of them. Returns the delay, or None when none of them is pending any
+    more."""
+    attempts = max(retry.enrichment.attempts for retry in retries)
     ceiling = min(
         settings.ENRICHMENT_RETRY_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0),
         settings.ENRICHMENT_RETRY_BACKOFF_MAX_SECONDS,
     )
-    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+    delay = max(ceiling / 2 + random.uniform(0, ceiling / 2), *(r.not_before for r in retries))
+    learnt = [
+        When(pk=retry.enrichment.pk, then=Value(list(retry.not_found), output_field=JSONField()))
+        for retry in retries
+        if retry.not_found
+    ]
     with transaction.atomic():
         retryable = Enrichment.objects.filter(
-            pk__in=[enrichment.pk for enrichment in enrichments], status=Status.PENDING
+            pk__in=[retry.enrichment.pk for retry in retries], status=Status.PENDING
         )
         ids = list(retryable.values_list("pk", flat=True))
-        retryable.update(started_at=None, claim_token="", queued_at=timezone.now())
+        retryable.update(
+            started_at=None,
+            claim_token="",
+            queued_at=timezone.now(),
+            **(
+                {"providers_not_found": Case(*learnt, default=F("providers_not_found"))}
+                if learnt
+                else {}
+            ),
+        )
         if not ids:
             return None
         _enqueue_on_commit(ids, countdown=delay)
@@ -715,7 +742,7 @@ def enrichments_complete_from_shared_answers(
                     Settlement(
                         enrichment=enrichment,
                         status=Status.FINISHED,
-                        values=[FoundValue(**found) for found in answer.data],
+                        values=found_values_of(answer.data),
                         provider=answer.provider,
                         global_enrichment_id=answer.pk,
                     )
@@ -725,34 +752,48 @@ def enrichments_complete_from_shared_answers(
     return need_lookup
 
 
+def found_values_of(data: Iterable[dict[str, str]]) -> list[FoundValue]:
+    """Stored found values; those stored before providers graded them read as `unknown`."""
+    return [
+        FoundValue(
+            value=found["value"], type=found["type"], quality=found.get("quality", "unknown")
+        )
+        for found in data
+    ]
+
+
 def enrichments_settle_lookups(
     *, lookups: Sequence[tuple[Enrichment, Future[LookupOutcome]]]
 ) -> None:
-    """Settles claimed enrichments with their provider answers, together: finished (the answer
-    shared with other organizations), retried later after a transient error while attempts
-    remain, else failed with the reason."""
+    """Settles claimed enrichments with their waterfall outcomes, together: finished (the answer
+    shared with other organizations); retried later after a transient error, or while no provider
+    of the field is available, as long as attempts remain; else failed with the reason."""
     answered: list[tuple[Enrichment, LookupOutcome]] = []
     settlements: list[Settlement] = []
-    retry: list[Enrichment] = []
+    retries: list[Retry] = []
     for enrichment, lookup in lookups:
         try:
             answered.append((enrichment, lookup.result()))
-        except PermanentProviderError as error:
-            settlements.append(
-                Settlement(enrichment=enrichment, status=Status.FAILED, reason=error.reason)
-            )
-        except Exception as error:
-            if not isinstance(error, TransientProviderError):
-                logger.exception("Provider bug while enriching %s; retried", enrichment.pk)
-            if enrichment.attempts < settings.ENRICHMENT_MAX_ATTEMPTS:
-                retry.append(enrichment)
-            else:
-                reason = getattr(error, "reason", "provider_error")
-                settlements.append(
-                    Settlement(enrichment=enrichment, status=Status.FAILED, reason=reason)
+            continue
+        except WaterfallStopped as error:
+            stopped = error
+        except Exception:
+            logger.exception("Provider bug while enriching %s; retried", enrichment.pk)
+            stopped = WaterfallStopped("provider_error", not_found=(), transient=True)
+        if stopped.transient and enrichment.attempts < settings.ENRICHMENT_MAX_ATTEMPTS:
+            retries.append(
+                Retry(
+                    enrichment=enrichment,
+                    not_found=stopped.not_found,
+                    not_before=stopped.retry_after,
                 )
+            )
+        else:
+            settlements.append(
+                Settlement(enrichment=enrichment, status=Status.FAILED, reason=stopped.reason)
+            )
     keys = {enrichment.pk: lookup_key(subject_of(enrichment.person)) for enrichment, _ in answered}
-    shared = _global_enrichments_record(
+    shared = global_enrichments_record(
         {(keys[enrichment.pk], enrichment.field): outcome for enrichment, outcome in answered}
     )
     settlements += [
@@ -767,11 +808,11 @@ def enrichments_settle_lookups(
     ]
     if settlements:
         enrichments_settle(settlements=settlements)
-    if retry:
-        enrichments_retry_later(enrichments=retry)
+    if retries:
+        enrichments_retry_later(retries=retries)
 
 
-def _global_enrichments_record(
+def global_enrichments_record(
     answers: dict[tuple[str, str], LookupOutcome],
 ) -> dict[tuple[str, str], uuid.UUID]:
     """Stores the provider answers, by (lookup key, field), for other organizations to reuse, in

@@ -11,7 +11,6 @@ from django.db import InterfaceError, OperationalError
 
 from enrichment.async_lookups import async_lookups_poll
 from enrichment.models import Enrichment
-from enrichment.providers import LookupOutcome, waterfall_lookup
 from enrichment.queueing import PROCESS_ENRICHMENTS_TASK
 from enrichment.selectors import subject_of
 from enrichment.services import (
@@ -20,7 +19,9 @@ from enrichment.services import (
     enrichments_requeue_timed_out,
     enrichments_settle_lookups,
 )
+from enrichment.waterfall import LookupOutcome, waterfall_lookup
 from enrichment_project.log_context import log_context_bound
+from providers.calls import provider_calls_flush
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +57,26 @@ def process_enrichments(self: Task, enrichment_ids: list[str]) -> None:
         # Settles every answer that has arrived in one transaction, while the rest are in flight.
         done, _ = wait(lookups, return_when=FIRST_COMPLETED)
         enrichments_settle_lookups(lookups=[(lookups.pop(future), future) for future in done])
+        _calls_flush()
+
+
+def _calls_flush() -> None:
+    """Writes the wave's provider calls, after its settlement committed: a failure keeps them
+    buffered for the next flush and must not stop the settling of the other lookups."""
+    try:
+        provider_calls_flush()
+    except Exception:
+        logger.exception("Provider calls not written yet; kept for the next flush")
 
 
 def _lookup(enrichment: Enrichment) -> LookupOutcome:
     with log_context_bound(enrichment_id=enrichment.pk):
-        return waterfall_lookup(subject_of(enrichment.person), enrichment.field)
+        return waterfall_lookup(
+            subject=subject_of(enrichment.person),
+            field=enrichment.field,
+            reference_id=enrichment.pk,
+            not_found=enrichment.providers_not_found,
+        )
 
 
 @shared_task(name="enrichment.requeue_timed_out_enrichments")

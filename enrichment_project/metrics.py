@@ -61,13 +61,13 @@ ENRICHMENTS_ENDED = Counter(
 )
 PROVIDER_REQUESTS = Counter(
     "enrichment_provider_requests_total",
-    "Provider lookups, by provider and outcome (found, not_found, transient, provider_failure, "
-    "error).",
+    "Provider requests sent, by provider and outcome (found, not_found, transient, "
+    "provider_failure, invalid_request, pending), as the provider call log classifies them.",
     ["provider", "outcome"],
 )
 PROVIDER_REQUEST_DURATION = Histogram(
     "enrichment_provider_request_duration_seconds",
-    "Time a provider lookup took, whatever its outcome.",
+    "Time a provider request took, whatever its outcome.",
     ["provider"],
     buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )

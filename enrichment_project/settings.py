@@ -278,13 +278,10 @@ CELERY_TASK_QUEUES = [Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(ENRICHMENT_QUEUE)]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Providers and workers --------------------------------------------------------------------
-# Per field, provider classes tried in order until one finds data.
+# Per field, provider names (or dotted paths to adapter classes) tried in order until one finds
+# data; a field left out is served by the sandbox.
 ENRICHMENT_PROVIDERS: dict[str, list[str]] = env.json(
-    "ENRICHMENT_PROVIDERS",
-    default={
-        "emails": ["enrichment.providers.sandbox.SandboxProvider"],
-        "phones": ["enrichment.providers.sandbox.SandboxProvider"],
-    },
+    "ENRICHMENT_PROVIDERS", default={"emails": ["sandbox"], "phones": ["sandbox"]}
 )
 ENRICHMENT_PROVIDER_TIMEOUT: float = env.float("ENRICHMENT_PROVIDER_TIMEOUT", default=10.0)
 # Lookups in flight at once in one worker process (they wait on I/O, not on the CPU).

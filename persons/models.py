@@ -51,6 +51,8 @@ class ContactPoint(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     value = models.CharField(max_length=320)
     type = models.CharField(max_length=20, blank=True)
+    # As the provider graded it: verified, probable or unknown (also for points found before).
+    quality = models.CharField(max_length=10, default="unknown")
     provider = models.CharField(max_length=50, blank=True)
     found_at = models.DateTimeField()
 

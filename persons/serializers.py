@@ -48,7 +48,7 @@ class ContactPointOut(serializers.ModelSerializer):
 
     class Meta:
         model = ContactPoint
-        fields = ["value", "type", "provider", "foundAt"]
+        fields = ["value", "type", "quality", "provider", "foundAt"]
 
 
 class PersonOut(serializers.ModelSerializer):

@@ -15,6 +15,8 @@ FIELDS = ("emails", "phones")
 VALUE_TYPES = ("work", "personal", "mobile", "direct", "other")
 # Ascending: an answer below ENRICHMENT_MIN_QUALITY counts as not found.
 QUALITIES = ("unknown", "probable", "verified")
+# The note of an answer for which nothing was sent: the subject lacked what the provider needs.
+NOT_ENOUGH_DATA = "not_enough_data"
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,10 @@ class Answer:
     @property
     def found(self) -> bool:
         return bool(self.values)
+
+    @property
+    def sent(self) -> bool:
+        return self.note != NOT_ENOUGH_DATA
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,9 @@ class Adapter(ABC):
     # The provider's documented limit, in `limits` notation ("15/second;500/minute"); "" = none.
     default_rate_limit: ClassVar[str] = ""
     asynchronous: ClassVar[bool] = False
+    # Whether its failures open a shared circuit; an offline provider's made-up failures say
+    # nothing of its health.
+    has_circuit: ClassVar[bool] = True
 
     def __init__(self, config: ProviderConfig) -> None:
         from providers.http import ProviderHttp  # providers.http imports this module

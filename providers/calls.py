@@ -2,13 +2,17 @@
 hot path) and `provider_calls_flush` writes everything buffered with one bulk INSERT, e.g. when a
 job has settled its lookups. A buffer that reaches PROVIDER_CALLS_BUFFER_MAX flushes by itself."""
 
+import logging
 import threading
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 
 from providers.models import ProviderCall
+
+logger = logging.getLogger(__name__)
 
 
 class CallRecorder:
@@ -72,3 +76,12 @@ recorder = CallRecorder()
 
 def provider_calls_flush() -> int:
     return recorder.flush()
+
+
+def calls_flush_at_exit(**kwargs: Any) -> None:
+    """A worker's exit writes what it buffered; a failure is logged, not raised (Celery would
+    swallow it, and the process is going away)."""
+    try:
+        recorder.flush()
+    except Exception:
+        logger.exception("%d provider calls could not be written at exit", recorder.pending())

@@ -59,8 +59,14 @@ def configuration_problems() -> list[CheckMessage]:
                     Error(f"ENRICHMENT_PROVIDERS[{field!r}]: {error}.", id="providers.E002")
                 )
                 continue
-            # A class of the older provider interface configures itself; nothing to check here.
             if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+                problems.append(
+                    Error(
+                        f"ENRICHMENT_PROVIDERS[{field!r}]: {entry!r} is not a "
+                        "providers.base.Adapter.",
+                        id="providers.E002",
+                    )
+                )
                 continue
             if field in FIELDS and field not in cls.fields:
                 problems.append(

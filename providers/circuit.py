@@ -12,6 +12,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 
+from providers.base import ProviderError
+
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 TRANSIENT_STREAK_REASON = "transient_streak"
 
@@ -32,6 +34,16 @@ class CircuitState:
             "openedAt": self.opened_at,
             "reopenAt": self.reopen_at,
         }
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider's circuit is open: nothing was sent; ask the next provider."""
+
+    outcome = "skipped"
+
+    def __init__(self, state: CircuitState) -> None:
+        super().__init__("provider_unavailable", detail=state.reason)
+        self.state = state
 
 
 class Circuit:
@@ -60,6 +72,13 @@ class Circuit:
             self._store.add(self._trial_key, 1, timeout=settings.ENRICHMENT_PROVIDER_TRIAL_LEASE)
         )
 
+    def refuse_if_opened(self) -> None:
+        """For a request that waited for a rate-limit slot: the circuit may have opened meanwhile
+        (another worker met the provider's "out of credits"), and then nothing is sent."""
+        state = self.state()
+        if state.state == OPEN:
+            raise ProviderUnavailable(state)
+
     def record_success(self) -> None:
         """An answer from the provider (found or not found): it works."""
         self._store.delete_many([self._open_key, self._streak_key, self._trial_key])
@@ -75,7 +94,13 @@ class Circuit:
             self._open(TRANSIENT_STREAK_REASON, settings.ENRICHMENT_PROVIDER_TRANSIENT_COOLDOWN)
             return
         store.add(self._streak_key, 0, timeout=settings.ENRICHMENT_PROVIDER_COOLDOWN)
-        if store.incr(self._streak_key) >= settings.ENRICHMENT_PROVIDER_TRANSIENT_STREAK:
+        try:
+            streak = store.incr(self._streak_key)
+        except ValueError:
+            # Another worker's answer (or the circuit opening) cleared the streak meanwhile.
+            store.add(self._streak_key, 1, timeout=settings.ENRICHMENT_PROVIDER_COOLDOWN)
+            streak = 1
+        if streak >= settings.ENRICHMENT_PROVIDER_TRANSIENT_STREAK:
             self._open(
                 f"{TRANSIENT_STREAK_REASON}: {reason}",
                 settings.ENRICHMENT_PROVIDER_TRANSIENT_COOLDOWN,

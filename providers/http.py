@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from providers.base import PermanentProviderError, ProviderConfig, TransientProviderError
+from providers.circuit import Circuit
 from providers.ratelimit import RateLimiter
 from providers.redaction import secret_register
 
@@ -59,10 +60,15 @@ class ProviderHttp:
     ) -> httpx.Response:
         """Waits for a rate-limit slot, then sends. Raises TransientProviderError on a timeout or a
         connection error; every HTTP answer, error statuses included, is returned to the adapter
-        to classify."""
-        self.limiter.acquire()
+        to classify. A request that had to wait for its slot is not sent when the provider's
+        circuit opened meanwhile (raises ProviderUnavailable)."""
+        # The client first: building it (an SSL context) takes long enough that a slot taken
+        # before would be spent late, inside the provider's window of the next one.
+        client = self.client()
+        if self.limiter.acquire() > 0:
+            Circuit(self.config.name).refuse_if_opened()
         try:
-            return self.client().request(method, path, params=params, json=json)
+            return client.request(method, path, params=params, json=json)
         except httpx.TimeoutException as error:
             raise TransientProviderError("provider_timeout", detail=str(error)) from None
         except httpx.TransportError as error:

@@ -18,6 +18,11 @@ from providers.base import RateLimitWait
 
 # Waiters for the same slot wake a little apart, so they do not all retry at once.
 _JITTER_SECONDS = 0.02
+# A freed slot is taken this much later than the window says: the provider counts a request when
+# it arrives, some time after the slot was counted here, and that time varies (a burst's requests
+# arrive later than a lone one's), so a slot taken the instant it frees can land inside the
+# provider's window of the request that freed it.
+_MARGIN_SECONDS = 0.05
 
 
 @cache
@@ -44,18 +49,20 @@ class RateLimiter:
 
     def acquire(self) -> float:
         """Blocks the calling thread until every window has room, takes one slot in each, and
-        returns the seconds waited. When the wait would exceed `max_wait`, raises a transient
-        error with `retry_after` instead, so the lookup is retried later rather than hold a
-        thread for long."""
+        returns the seconds waited (0 when there was room at once). When the wait would exceed
+        `max_wait`, raises a transient error with `retry_after` instead, so the lookup is retried
+        later rather than hold a thread for long."""
         started = time.monotonic()
+        slept = False
         while True:
             wait = self._wait_needed()
             if wait <= 0:
-                return time.monotonic() - started
+                return time.monotonic() - started if slept else 0.0
             waited = time.monotonic() - started
             if waited + wait > self.max_wait:
                 raise RateLimitWait(retry_after=wait)
-            time.sleep(wait + random.uniform(0, _JITTER_SECONDS))
+            time.sleep(wait + _MARGIN_SECONDS + random.uniform(0, _JITTER_SECONDS))
+            slept = True
 
     def pause(self, seconds: float) -> None:
         """Nobody sends to this provider for `seconds` (its own "slow down" hint)."""

@@ -2,6 +2,7 @@
 process."""
 
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -30,6 +31,17 @@ def adapter_class(entry: str) -> type:
         return import_string(path)
     except ImportError as error:
         raise LookupError(f"provider {entry!r} does not import: {error}") from error
+
+
+# Settings an adapter reads once, when it is built.
+_BUILT_FROM = {"ENRICHMENT_PROVIDER_TIMEOUT", "ENRICHMENT_PROVIDER_MAX_WAIT"}
+
+
+def adapters_forget(*, setting: str, **kwargs: Any) -> None:
+    """A setting_changed receiver (tests change settings at run time): adapters built from the old
+    value are built again."""
+    if setting in _BUILT_FROM:
+        adapter.cache_clear()
 
 
 @cache

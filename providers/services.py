@@ -6,11 +6,12 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.utils import timezone
 
+from enrichment_project.metrics import PROVIDER_REQUEST_DURATION, PROVIDER_REQUESTS
 from providers.base import (
     QUALITIES,
     Adapter,
@@ -26,19 +27,9 @@ from providers.base import (
     TransientProviderError,
 )
 from providers.calls import recorder
-from providers.circuit import Circuit, CircuitState
+from providers.circuit import Circuit, ProviderUnavailable
 
 T = TypeVar("T", Answer, Submission, PollResult)
-
-
-class ProviderUnavailable(ProviderError):
-    """The provider's circuit is open: nothing was sent; ask the next provider."""
-
-    outcome = "skipped"
-
-    def __init__(self, state: CircuitState) -> None:
-        super().__init__("provider_unavailable", detail=state.reason)
-        self.state = state
 
 
 def provider_lookup(
@@ -75,39 +66,54 @@ def _call(
     reference_id: uuid.UUID | None = None,
     request_id: str = "",
 ) -> T:
-    circuit = Circuit(adapter.name)
-    if not circuit.allow():
+    circuit = Circuit(adapter.name) if adapter.has_circuit else None
+    if circuit is not None and not circuit.allow():
         raise ProviderUnavailable(circuit.state())
     log = {"provider": adapter.name, "at": timezone.now(), "reference_id": reference_id}
     started = time.monotonic()
     try:
         result = send()
-    except RateLimitWait:
-        raise
+    except (RateLimitWait, ProviderUnavailable):
+        raise  # Nothing was sent.
     except ProviderError as error:
-        if isinstance(error, ProviderFailure):
-            circuit.record_failure(error.reason)
-        elif isinstance(error, TransientProviderError):
-            circuit.record_transient(error.reason)
-            if error.retry_after and error.http_status:
-                # The provider itself said "slow down": every worker waits, not just this one.
-                adapter.http.limiter.pause(error.retry_after)
-        else:
-            circuit.record_success()
-        recorder.record(
-            **log,
-            duration_ms=_ms_since(started),
+        if circuit is not None:
+            _circuit_told(circuit, adapter, error)
+        _record(
+            log,
+            started,
             provider_request_id=request_id,
             outcome=error.outcome,
             http_status=error.http_status,
             error=f"{error.reason}: {error.detail}" if error.detail else error.reason,
         )
         raise
-    circuit.record_success()
-    if isinstance(result, Answer) and result.http_status is None:
-        return result  # Nothing was sent: the subject lacked what the provider needs.
-    recorder.record(**log, duration_ms=_ms_since(started), **_outcome_of(result, request_id))
+    if isinstance(result, Answer) and not result.sent:
+        return result  # The subject lacked what the provider needs: no request, no trial spent.
+    if circuit is not None:
+        circuit.record_success()
+    _record(log, started, **_outcome_of(result, request_id))
     return result
+
+
+def _circuit_told(circuit: Circuit, adapter: Adapter, error: ProviderError) -> None:
+    if isinstance(error, ProviderFailure):
+        circuit.record_failure(error.reason)
+    elif isinstance(error, TransientProviderError):
+        circuit.record_transient(error.reason)
+        if error.retry_after and error.http_status:
+            # The provider itself said "slow down": every worker waits, not just this one.
+            adapter.http.limiter.pause(error.retry_after)
+    else:
+        circuit.record_success()
+
+
+def _record(log: dict[str, Any], started: float, **call: Any) -> None:
+    """The one place a sent request is classified: counted and timed for /metrics, and buffered
+    for the call log."""
+    seconds = time.monotonic() - started
+    PROVIDER_REQUESTS.labels(log["provider"], call["outcome"]).inc()
+    PROVIDER_REQUEST_DURATION.labels(log["provider"]).observe(seconds)
+    recorder.record(**log, **call, duration_ms=round(seconds * 1000))
 
 
 def _outcome_of(result: Answer | Submission | PollResult, request_id: str) -> dict[str, object]:
@@ -131,7 +137,3 @@ def _outcome_of(result: Answer | Submission | PollResult, request_id: str) -> di
         "credits_remaining": result.credits_remaining,
         "provider_request_id": request_id,
     }
-
-
-def _ms_since(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)

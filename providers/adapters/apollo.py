@@ -6,6 +6,7 @@ from providers.base import (
     CREDITS_EXHAUSTED,
     INVALID_REQUEST,
     KEY_REJECTED,
+    NOT_ENOUGH_DATA,
     RATE_LIMITED,
     Answer,
     ErrorRules,
@@ -42,7 +43,7 @@ class ApolloAdapter(SyncAdapter):
         fields = subject.as_fields(domain="domain", company="organization_name")
         if not fields:
             # A name without a company or domain may "match" and enrich nothing.
-            return Answer(note="not_enough_data")
+            return Answer(note=NOT_ENOUGH_DATA)
         response = self.http.request(
             "POST", "/api/v1/people/match", json={"reveal_personal_emails": False, **fields}
         )

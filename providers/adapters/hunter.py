@@ -8,6 +8,7 @@ import httpx
 from providers.base import (
     INVALID_REQUEST,
     KEY_REJECTED,
+    NOT_ENOUGH_DATA,
     RATE_LIMITED,
     Answer,
     ErrorRules,
@@ -46,7 +47,7 @@ class HunterAdapter(SyncAdapter):
     def lookup(self, subject: Subject, field: str) -> Answer:
         params = self._params(subject)
         if params is None:
-            return Answer(note="not_enough_data")
+            return Answer(note=NOT_ENOUGH_DATA)
         response = self.http.request("GET", "/v2/email-finder", params=params)
         status = response.status_code
         if status == 200:

@@ -9,6 +9,7 @@ from providers.base import (
     CREDITS_EXHAUSTED,
     INVALID_REQUEST,
     KEY_REJECTED,
+    NOT_ENOUGH_DATA,
     RATE_LIMITED,
     Answer,
     ErrorRules,
@@ -60,7 +61,7 @@ class LushaAdapter(SyncAdapter):
             company="companyName",
         )
         if not fields:
-            return Answer(note="not_enough_data")
+            return Answer(note=NOT_ENOUGH_DATA)
         contact = {"clientReferenceId": _REFERENCE, **fields}
         response = self.http.request(
             "POST",

@@ -8,6 +8,7 @@ from providers.base import (
     CREDITS_EXHAUSTED,
     INVALID_REQUEST,
     KEY_REJECTED,
+    NOT_ENOUGH_DATA,
     RATE_LIMITED,
     Answer,
     ErrorRules,
@@ -47,7 +48,7 @@ class PdlAdapter(SyncAdapter):
     def lookup(self, subject: Subject, field: str) -> Answer:
         fields = subject.as_fields(linkedin="profile", domain="company", company="company")
         if not fields:
-            return Answer(note="not_enough_data")
+            return Answer(note=NOT_ENOUGH_DATA)
         response = self.http.request(
             "GET", "/v5/person/enrich", params={"required": _REQUIRED[field], **fields}
         )

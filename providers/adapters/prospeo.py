@@ -5,6 +5,7 @@ from providers.base import (
     CREDITS_EXHAUSTED,
     INVALID_REQUEST,
     KEY_REJECTED,
+    NOT_ENOUGH_DATA,
     RATE_LIMITED,
     Answer,
     ErrorRules,
@@ -46,7 +47,7 @@ class ProspeoAdapter(SyncAdapter):
     def lookup(self, subject: Subject, field: str) -> Answer:
         data = subject.as_fields(domain="company_website")
         if not data:
-            return Answer(note="not_enough_data")
+            return Answer(note=NOT_ENOUGH_DATA)
         response = self.http.request(
             "POST",
             "/enrich-person",

@@ -28,6 +28,7 @@ class SandboxAdapter(SyncAdapter):
     name = "sandbox"
     fields = frozenset({"emails", "phones"})
     key_header = None
+    has_circuit = False
 
     def lookup(self, subject: Subject, field: str) -> Answer:
         domain = _domain(subject)

@@ -11,9 +11,9 @@ from django.test import Client
 from django.utils import timezone
 
 from enrichment.models import Enrichment, Status
-from enrichment.providers.base import FoundValue
 from enrichment.services import enrichment_complete, enrichment_end_unfound
 from persons.models import Person
+from providers.base import FoundValue
 from tests.conftest import Tenant
 from tests.enrichment.conftest import request_enrichments as request_enrichments_of
 from tests.factories import PersonFactory, UserFactory
@@ -42,7 +42,10 @@ def request_enrichments(tenant: Tenant, count: int, field: str = "emails") -> li
 
 
 def finish_with_data(enrichment: Enrichment, *values: str) -> Enrichment:
-    found = [FoundValue(value=value, type="work") for value in values or ("ada@found.example",)]
+    found = [
+        FoundValue(value=value, type="work", quality="verified")
+        for value in values or ("ada@found.example",)
+    ]
     finished = enrichment_complete(enrichment=enrichment, values=found, provider="sandbox")
     assert finished is not None
     return finished

@@ -41,7 +41,7 @@ from tests.providers.conftest import (
 SUBMIT = "/v1/enrich/all"
 POLL = "/v1/enrich/all/qzmxkpvlrtdnhwa"
 POLL_TASK = "enrichment.poll_async_lookups"
-SANDBOX = "enrichment.providers.sandbox.SandboxProvider"
+SANDBOX = "sandbox"
 # The persons of the recorded poll_ready answer, in its order.
 PEOPLE = [
     {"first_name": "Denis", "last_name": "Cohen", "company_name": "Dropcontact"},

@@ -44,9 +44,10 @@ def test_batch_returns_one_pending_enrichment_per_person_in_request_order(tenant
     assert set(first) == {
         "id", "createdAt", "updatedAt", "entityId", "entityType", "field", "status", "error",
         "dataFound", "createdBy", "orgId", "globalEnrichmentId", "creditTransactionId",
-        "creditsCharged", "data",
+        "creditsCharged", "data", "provider", "attempts",
     }  # fmt: skip
     assert first["status"] == "pending"
+    assert (first["provider"], first["attempts"]) == (None, 0)
     assert first["entityType"] == "person"
     assert first["field"] == "phones"
     assert first["dataFound"] is None and first["data"] is None and first["error"] is None

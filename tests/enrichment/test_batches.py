@@ -10,13 +10,13 @@ from django.utils import timezone
 
 from credits.models import CreditAccount
 from enrichment.models import Enrichment, EnrichmentBatch, Status
-from enrichment.providers.base import FoundValue
 from enrichment.services import (
     enrichment_complete,
     enrichment_end_unfound,
     enrichments_requeue_timed_out,
 )
 from persons.models import Person
+from providers.base import FoundValue
 from tests.enrichment.conftest import BATCH_URL, assert_ledger_invariants
 from tests.enrichment.test_batch_api import assert_error, post_batch, reserved
 from tests.factories import PersonFactory
@@ -24,7 +24,7 @@ from tests.factories import PersonFactory
 BATCHES_URL = "/api/v1/enrichment-batches"
 ESTIMATE_URL = "/api/v1/operations/enrichment/batch/estimate"
 BULK_URL = "/api/v1/operations/enrichment/bulk"
-FOUND = [FoundValue(value="ada@found.example", type="work")]
+FOUND = [FoundValue(value="ada@found.example", type="work", quality="verified")]
 
 
 def batch_of(tenant, response) -> dict:

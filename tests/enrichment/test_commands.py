@@ -8,11 +8,11 @@ from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from credits.selectors import credit_account_get, credit_history
 from enrichment.models import Enrichment, Status
-from enrichment.providers import sandbox
 from enrichment.services import enrichments_request
 from organizations.models import ApiKey, Organization
 from organizations.services import api_key_authenticate, hash_api_key
 from persons.models import Person
+from providers.adapters import sandbox
 from tests.commands import run_command, run_json
 from tests.conftest import Tenant
 from tests.enrichment.conftest import assert_ledger_invariants

@@ -81,7 +81,7 @@ def test_counters_move_by_what_a_real_worker_did_for_one_batch(make_tenant, work
         ("enrichment_provider_requests_total", labels(provider="sandbox", outcome="not_found")): 1,
         (
             "enrichment_provider_requests_total",
-            labels(provider="sandbox", outcome="provider_failure"),
+            labels(provider="sandbox", outcome="invalid_request"),
         ): 1,
         (
             "enrichment_provider_requests_total",

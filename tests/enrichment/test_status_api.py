@@ -5,8 +5,8 @@ from django.utils import timezone
 
 from credits.models import CreditAccount
 from enrichment.models import Enrichment, Status
-from enrichment.providers.base import FoundValue
 from enrichment.services import enrichment_complete
+from providers.base import FoundValue
 from tests.enrichment.conftest import assert_ledger_invariants, request_enrichments
 from tests.enrichment.test_batch_api import assert_error
 from tests.factories import PersonFactory
@@ -30,13 +30,14 @@ def test_person_status_returns_the_latest_enrichment_of_the_field(tenant):
 def test_finished_enrichment_carries_its_data_and_charge(tenant):
     person = PersonFactory(organization=tenant.organization)
     [enrichment] = request_enrichments(tenant, [person])
-    found = [FoundValue(value="ada@acme.example", type="work")]
+    found = [FoundValue(value="ada@acme.example", type="work", quality="verified")]
     enrichment_complete(enrichment=enrichment, values=found, provider="sandbox")
 
     body = tenant.client.get(f"/api/v1/enrichments/{enrichment.pk}").json()
 
     assert body["status"] == "finished" and body["dataFound"] is True
-    assert body["data"] == [{"value": "ada@acme.example", "type": "work"}]
+    assert body["data"] == [{"value": "ada@acme.example", "type": "work", "quality": "verified"}]
+    assert body["provider"] == "sandbox"
     assert body["creditsCharged"] == 1 and isinstance(body["creditTransactionId"], int)
     person_body = tenant.client.get(f"/api/v1/operations/enrichment/{person.pk}?field=emails")
     assert person_body.json() == body

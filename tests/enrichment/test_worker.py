@@ -11,7 +11,6 @@ from django.db import IntegrityError, connection, transaction
 from credits.models import CreditTransaction
 from credits.services import Charge, credit_account_lock, credits_charge
 from enrichment.models import Enrichment, Status
-from enrichment.providers.base import FoundValue
 from enrichment.queueing import enqueue_enrichments
 from enrichment.services import (
     enrichment_complete,
@@ -19,6 +18,7 @@ from enrichment.services import (
     enrichments_requeue_timed_out,
 )
 from persons.models import ContactPoint
+from providers.base import FoundValue
 from tests.concurrency import run_concurrently
 from tests.enrichment.conftest import (
     assert_ledger_invariants,
@@ -106,7 +106,7 @@ def test_duplicate_delivery_of_the_same_job_charges_once(make_tenant, worker, se
 def test_settling_twice_charges_once_and_the_ledger_refuses_a_second_charge(make_tenant):
     tenant = make_tenant(credits=10)
     [enrichment] = request_enrichments(tenant, [PersonFactory(organization=tenant.organization)])
-    found = [FoundValue(value="a@b.example", type="work")]
+    found = [FoundValue(value="a@b.example", type="work", quality="verified")]
 
     first = enrichment_complete(enrichment=enrichment, values=found, provider="sandbox")
     second = enrichment_complete(enrichment=enrichment, values=found, provider="sandbox")

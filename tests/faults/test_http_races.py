@@ -19,8 +19,8 @@ from pytest_django import Settings
 
 from credits.models import CreditAccount
 from enrichment.models import Enrichment, Status
-from enrichment.providers import sandbox
 from enrichment.services import enrichment_price, enrichments_requeue_timed_out
+from providers.adapters import sandbox
 from tests.conftest import Tenant
 from tests.faults.conftest import (
     PrivateBroker,

@@ -7,7 +7,7 @@ import pytest
 from pytest_django import Settings
 
 from enrichment.models import Enrichment, Status
-from enrichment.providers import sandbox
+from providers.adapters import sandbox
 from tests.conftest import Tenant
 from tests.faults.conftest import (
     StartWorker,

@@ -7,10 +7,10 @@ from rest_framework.settings import api_settings
 
 from credits.models import CreditAccount, CreditTransaction
 from enrichment.models import Enrichment
-from enrichment.providers.base import FoundValue
 from enrichment.services import enrichment_complete
 from persons.models import ContactPoint, Person
 from persons.services import IDENTITY_RULE
+from providers.base import FoundValue
 from tests.conftest import Tenant
 from tests.factories import ContactPointFactory, PersonFactory
 from tests.persons.helpers import assert_error, stored_state
@@ -41,7 +41,9 @@ def person(tenant: Tenant) -> Person:
 def test_get_returns_the_person_with_emails_and_phones_apart(
     tenant: Tenant, person: Person
 ) -> None:
-    email = ContactPointFactory(person=person, value="ada@engines.example", type="work")
+    email = ContactPointFactory(
+        person=person, value="ada@engines.example", type="work", quality="verified"
+    )
     ContactPointFactory(
         person=person, kind=ContactPoint.Kind.PHONE, value="+44 20 7946 0000", type=""
     )
@@ -60,6 +62,7 @@ def test_get_returns_the_person_with_emails_and_phones_apart(
         {
             "value": "ada@engines.example",
             "type": "work",
+            "quality": "verified",
             "provider": "sandbox",
             "foundAt": email.found_at.isoformat().replace("+00:00", "Z"),
         }
@@ -339,7 +342,7 @@ def test_delete_keeps_the_charge_of_a_finished_enrichment_in_the_ledger(
 ) -> None:
     enrichment = enrichment_complete(
         enrichment=_request_enrichment(tenant, person, field="phones"),
-        values=[FoundValue(value="+44 20 7946 0000", type="mobile")],
+        values=[FoundValue(value="+44 20 7946 0000", type="mobile", quality="verified")],
         provider="sandbox",
     )
     _request_enrichment(tenant, person, field="emails")

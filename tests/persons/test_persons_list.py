@@ -66,6 +66,7 @@ def test_list_renders_each_persons_emails_and_phones(tenant: Tenant) -> None:
         {
             "value": "+44 20 7946 0000",
             "type": "mobile",
+            "quality": "unknown",
             "provider": "sandbox",
             "foundAt": listed["phones"][0]["foundAt"],
         }

@@ -6,9 +6,9 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
 from enrichment.models import Enrichment, EnrichmentBatch, Status
-from enrichment.providers.base import FoundValue
 from enrichment.services import enrichment_complete, enrichment_end_unfound
 from persons.models import Person
+from providers.base import FoundValue
 from tests.conftest import Tenant
 from tests.enrichment.conftest import request_enrichments
 from tests.factories import ContactPointFactory, PersonFactory
@@ -59,7 +59,11 @@ def make_stocked_tenant(make_tenant: Callable[..., Tenant]) -> Callable[..., Sto
         [failed] = request_enrichments(tenant, persons[2:], field="phones")
         finished = enrichment_complete(
             enrichment=finished,
-            values=[FoundValue(value=f"found-{finished.pk}@example.com", type="work")],
+            values=[
+                FoundValue(
+                    value=f"found-{finished.pk}@example.com", type="work", quality="verified"
+                )
+            ],
             provider="sandbox",
         )
         failed = enrichment_end_unfound(

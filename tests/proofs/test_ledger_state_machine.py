@@ -29,7 +29,6 @@ from hypothesis.stateful import (
 from credits.models import CreditAccount
 from credits.services import InsufficientCredits, credits_grant
 from enrichment.models import Enrichment, EnrichmentBatch, Field, Status
-from enrichment.providers.base import FoundValue
 from enrichment.services import (
     enrichment_cancel,
     enrichment_complete,
@@ -41,6 +40,7 @@ from enrichment.services import (
 from enrichment_project.errors import InvalidState, ValidationFailed
 from organizations.models import Organization
 from persons.models import Person
+from providers.base import FoundValue
 from tests.enrichment.conftest import assert_ledger_invariants
 from tests.factories import OrganizationFactory, PersonFactory, UserFactory
 
@@ -157,7 +157,11 @@ class CreditLedgerMachine(RuleBasedStateMachine):
     # copy, like the one a re-delivered or duplicated job holds.
     @rule(enrichment=enrichments, found=st.booleans())
     def complete(self, enrichment: Enrichment, found: bool) -> None:
-        values = [FoundValue(value=f"{enrichment.pk}@example.com", type="work")] if found else []
+        values = (
+            [FoundValue(value=f"{enrichment.pk}@example.com", type="work", quality="verified")]
+            if found
+            else []
+        )
         result = enrichment_complete(enrichment=enrichment, values=values, provider="sandbox")
         if self._settled(enrichment, result, Status.FINISHED):
             charge = self.expected[enrichment.pk].price if found else 0

@@ -47,6 +47,10 @@ def test_names_and_dotted_paths_both_resolve() -> None:
         registry.adapter_class("clearbit")
 
 
+def test_a_dotted_path_to_something_else_than_an_adapter_is_an_error() -> None:
+    assert _ids({"emails": ["providers.base.Subject"], "phones": ["sandbox"]}) == ["providers.E002"]
+
+
 def test_a_configured_provider_without_its_key_is_an_error_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

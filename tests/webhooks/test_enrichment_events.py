@@ -13,10 +13,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from enrichment.models import Enrichment, Status
-from enrichment.providers.base import FoundValue
 from enrichment.serializers import EnrichmentOut
 from enrichment.services import Settlement, enrichments_requeue_timed_out, enrichments_settle
 from enrichment_project.celery import app
+from providers.base import FoundValue
 from tests.enrichment.conftest import BATCH_URL, request_enrichments
 from tests.factories import PersonFactory
 from tests.webhooks.conftest import HOOK_PATH, verified_body
@@ -41,7 +41,11 @@ def finished(enrichments: list[Enrichment]) -> list[Settlement]:
         Settlement(
             enrichment=enrichment,
             status=Status.FINISHED,
-            values=[FoundValue(value=f"{enrichment.pk.hex[:8]}@found.example", type="work")],
+            values=[
+                FoundValue(
+                    value=f"{enrichment.pk.hex[:8]}@found.example", type="work", quality="verified"
+                )
+            ],
             provider="sandbox",
         )
         for enrichment in enrichments

@@ -9,13 +9,13 @@ from django.core.validators import URLValidator
 
 from credits.selectors import credit_account_get, credit_history
 from credits.services import credits_grant
-from enrichment.providers import sandbox
 from enrichment.services import enrichment_price
 from enrichment_project.management import Report, ReportCommand
 from organizations.models import Organization
 from organizations.services import api_key_create, organization_create
 from persons.models import Person
 from persons.services import persons_create
+from providers.adapters import sandbox
 
 DEMO_ORGANIZATION = "Demo Organization"
 DEMO_CREDITS = 1000

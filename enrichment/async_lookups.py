@@ -32,11 +32,12 @@ from enrichment.selectors import lookup_key, subject_of
 from enrichment.services import (
     Retry,
     Settlement,
+    enrichments_not_found_record,
     enrichments_retry_later,
     enrichments_settle,
     global_enrichments_record,
 )
-from enrichment.waterfall import LookupOutcome
+from enrichment.waterfall import AsyncHandOff, LookupOutcome
 from providers import registry
 from providers.base import (
     Answer,
@@ -56,6 +57,29 @@ from providers.services import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def enrichments_hand_to_async(*, handed: Sequence[tuple[Enrichment, AsyncHandOff]]) -> None:
+    """The job's enrichments whose waterfall reached an asynchronous provider: what the waterfall
+    learnt is stored, they are submitted in groups per provider, and those the provider would not
+    take (open circuit, out of credits) go back to the waterfall, which then skips it."""
+    enrichments_not_found_record(
+        not_found={enrichment.pk: hand_off.not_found for enrichment, hand_off in handed}
+    )
+    by_provider: dict[str, list[Enrichment]] = {}
+    adapters: dict[str, AsyncAdapter] = {}
+    for enrichment, hand_off in handed:
+        enrichment.providers_not_found = list(hand_off.not_found)
+        by_provider.setdefault(hand_off.adapter.name, []).append(enrichment)
+        adapters[hand_off.adapter.name] = hand_off.adapter
+    for name, enrichments in by_provider.items():
+        refused = enrichments_submit_async(enrichments=enrichments, adapter=adapters[name])
+        if refused:
+            enrichments_retry_later(
+                retries=[
+                    Retry(enrichment=e, not_found=tuple(e.providers_not_found)) for e in refused
+                ]
+            )
 
 
 def enrichments_submit_async(

@@ -43,7 +43,7 @@ from enrichment.selectors import (
     subject_of,
 )
 from enrichment.serializers import EnrichmentBatchOut, EnrichmentOut
-from enrichment.waterfall import LookupOutcome, WaterfallStopped
+from enrichment.waterfall import AsyncHandOff, LookupOutcome, WaterfallStopped
 from enrichment_project.errors import InvalidState, NotFound, ValidationFailed
 from enrichment_project.metrics import ENRICHMENTS_CREATED, ENRICHMENTS_ENDED, count_on_commit
 from organizations.models import Organization
@@ -600,11 +600,6 @@ def enrichments_retry_later(*, retries: Sequence[Retry]) -> float | None:
         settings.ENRICHMENT_RETRY_BACKOFF_MAX_SECONDS,
     )
     delay = max(ceiling / 2 + random.uniform(0, ceiling / 2), *(r.not_before for r in retries))
-    learnt = [
-        When(pk=retry.enrichment.pk, then=Value(list(retry.not_found), output_field=JSONField()))
-        for retry in retries
-        if retry.not_found
-    ]
     with transaction.atomic():
         retryable = Enrichment.objects.filter(
             pk__in=[retry.enrichment.pk for retry in retries], status=Status.PENDING
@@ -614,16 +609,34 @@ def enrichments_retry_later(*, retries: Sequence[Retry]) -> float | None:
             started_at=None,
             claim_token="",
             queued_at=timezone.now(),
-            **(
-                {"providers_not_found": Case(*learnt, default=F("providers_not_found"))}
-                if learnt
-                else {}
-            ),
+            **_not_found_learnt({retry.enrichment.pk: retry.not_found for retry in retries}),
         )
         if not ids:
             return None
         _enqueue_on_commit(ids, countdown=delay)
     return delay
+
+
+def _not_found_learnt(not_found: dict[uuid.UUID, tuple[str, ...]]) -> dict[str, Case]:
+    """The UPDATE assignment that stores each enrichment's providers that said "not found"."""
+    learnt = [
+        When(pk=pk, then=Value(list(names), output_field=JSONField()))
+        for pk, names in not_found.items()
+        if names
+    ]
+    return (
+        {"providers_not_found": Case(*learnt, default=F("providers_not_found"))} if learnt else {}
+    )
+
+
+def enrichments_not_found_record(*, not_found: dict[uuid.UUID, tuple[str, ...]]) -> None:
+    """Stores what a waterfall learnt before it handed enrichments to an asynchronous provider,
+    so that resuming after that provider does not ask the earlier ones again."""
+    assignment = _not_found_learnt(not_found)
+    if assignment:
+        Enrichment.objects.filter(pk__in=list(not_found), status=Status.PENDING).update(
+            **assignment
+        )
 
 
 def enrichment_cancel(*, organization: Organization, enrichment_id: uuid.UUID) -> Enrichment:
@@ -764,16 +777,21 @@ def found_values_of(data: Iterable[dict[str, str]]) -> list[FoundValue]:
 
 def enrichments_settle_lookups(
     *, lookups: Sequence[tuple[Enrichment, Future[LookupOutcome]]]
-) -> None:
+) -> list[tuple[Enrichment, AsyncHandOff]]:
     """Settles claimed enrichments with their waterfall outcomes, together: finished (the answer
     shared with other organizations); retried later after a transient error, or while no provider
-    of the field is available, as long as attempts remain; else failed with the reason."""
+    of the field is available, as long as attempts remain; else failed with the reason. Returns
+    the enrichments whose next provider is asynchronous, for the job to submit together."""
     answered: list[tuple[Enrichment, LookupOutcome]] = []
     settlements: list[Settlement] = []
     retries: list[Retry] = []
+    handed: list[tuple[Enrichment, AsyncHandOff]] = []
     for enrichment, lookup in lookups:
         try:
             answered.append((enrichment, lookup.result()))
+            continue
+        except AsyncHandOff as hand_off:
+            handed.append((enrichment, hand_off))
             continue
         except WaterfallStopped as error:
             stopped = error
@@ -810,6 +828,7 @@ def enrichments_settle_lookups(
         enrichments_settle(settlements=settlements)
     if retries:
         enrichments_retry_later(retries=retries)
+    return handed
 
 
 def global_enrichments_record(

@@ -9,7 +9,7 @@ from celery import Task, shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from enrichment.async_lookups import async_lookups_poll
+from enrichment.async_lookups import async_lookups_poll, enrichments_hand_to_async
 from enrichment.models import Enrichment
 from enrichment.queueing import PROCESS_ENRICHMENTS_TASK
 from enrichment.selectors import subject_of
@@ -53,10 +53,20 @@ def process_enrichments(self: Task, enrichment_ids: list[str]) -> None:
         _lookup_pool().submit(contextvars.copy_context().run, _lookup, enrichment): enrichment
         for enrichment in enrichments_complete_from_shared_answers(enrichments=claimed)
     }
+    handed = []
     while lookups:
         # Settles every answer that has arrived in one transaction, while the rest are in flight.
         done, _ = wait(lookups, return_when=FIRST_COMPLETED)
-        enrichments_settle_lookups(lookups=[(lookups.pop(future), future) for future in done])
+        handed += enrichments_settle_lookups(
+            lookups=[(lookups.pop(future), future) for future in done]
+        )
+        _calls_flush()
+    if handed:
+        # The job's enrichments for an asynchronous provider go to it in groups, not one by one,
+        # in the order they were requested.
+        position = {pk: index for index, pk in enumerate(enrichment_ids)}
+        handed.sort(key=lambda pair: position[str(pair[0].pk)])
+        enrichments_hand_to_async(handed=handed)
         _calls_flush()
 
 

@@ -12,14 +12,14 @@ from django.conf import settings
 
 from providers import registry
 from providers.base import (
-    Adapter,
+    AsyncAdapter,
     FoundValue,
     ProviderError,
     ProviderFailure,
     Subject,
-    SyncAdapter,
     TransientProviderError,
 )
+from providers.circuit import OPEN, Circuit
 from providers.services import ProviderUnavailable, provider_lookup
 
 NO_PROVIDER_AVAILABLE = "no_provider_available"
@@ -54,10 +54,15 @@ class WaterfallStopped(Exception):
         self.retry_after = retry_after
 
 
-def _is_async(adapter: Adapter) -> bool:
-    """An asynchronous provider (submit, then poll) cannot answer within this waterfall: it is
-    passed over as "not available in the sync waterfall"."""
-    return not isinstance(adapter, SyncAdapter)
+class AsyncHandOff(Exception):
+    """The next provider to ask answers asynchronously (submit, then poll): the enrichment goes
+    to it with the others of its job (enrichment.async_lookups), which resume the waterfall after
+    it when it says "not found". `not_found` is what the waterfall learnt before it."""
+
+    def __init__(self, adapter: AsyncAdapter, *, not_found: tuple[str, ...]) -> None:
+        super().__init__(adapter.name)
+        self.adapter = adapter
+        self.not_found = not_found
 
 
 def waterfall_lookup(
@@ -69,13 +74,20 @@ def waterfall_lookup(
 ) -> LookupOutcome:
     """Asks each provider of the field in turn, except those in `not_found`, and stops at the
     first that finds something. Raises WaterfallStopped when a provider errs, or when a provider
-    that was not asked (unavailable, failing) might still know."""
+    that was not asked (unavailable, failing) might still know; AsyncHandOff when the next one to
+    ask is asynchronous and available."""
     answered = list(not_found)
     skipped_until: list[float] = []
     for entry in settings.ENRICHMENT_PROVIDERS.get(field, ["sandbox"]):
         adapter = registry.adapter(entry)
-        if adapter.name in answered or _is_async(adapter):
+        if adapter.name in answered:
             continue
+        if isinstance(adapter, AsyncAdapter):
+            circuit = Circuit(adapter.name).state()
+            if circuit.state == OPEN:
+                skipped_until.append(circuit.reopen_at or 0.0)
+                continue
+            raise AsyncHandOff(adapter, not_found=tuple(answered))
         try:
             answer = provider_lookup(
                 adapter=adapter, subject=subject, field=field, reference_id=reference_id

@@ -465,3 +465,34 @@ def test_worker_sweep_recovers_a_dead_pollers_lease_and_retries_past_the_deadlin
     assert [request.method for request, _ in httpserver.log] == ["POST", "GET"]
     assert {(e.status, e.attempts) for e in settled.values()} == {(Status.FINISHED, 2)}
     assert_ledger_invariants(tenant.organization)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_reaches_dropcontact_through_the_worker_in_one_submission_and_settles(
+    make_tenant, httpserver: HTTPServer, dropcontact, enrichment_queue
+) -> None:
+    answer(httpserver, SUBMIT, "submit_accepted", method="POST")
+    for name in ("poll_not_ready", "poll_ready"):
+        answer(httpserver, POLL, name)
+    tenant = make_tenant(credits=10)
+    people = [PersonFactory(organization=tenant.organization, **person) for person in PEOPLE]
+
+    with celery_worker(pool="threads", concurrency=2):
+        request_enrichments(tenant, people)
+        wait_for(lambda: AsyncLookup.objects.filter(status=AsyncLookupStatus.SUBMITTED).exists())
+        sweep_in_worker()
+        wait_for(lambda: AsyncLookup.objects.get().polls == 1)
+        sweep_in_worker()
+        wait_until_settled(tenant.organization)
+
+    [submitted] = posts(httpserver)
+    assert len(submitted["data"]) == len(PEOPLE)
+    settled = by_name(tenant)
+    assert {name: e.credits_charged for name, e in settled.items()} == {
+        "Denis": 1,
+        "Ana": 1,
+        "Nobody": 0,
+        "linkedin": 1,
+    }
+    assert {e.provider for e in settled.values() if e.data_found} == {"dropcontact"}
+    assert_ledger_invariants(tenant.organization)

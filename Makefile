@@ -8,6 +8,9 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/enrichment
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 # The broker tests (markers `broker` and `faults`) run a second time against RabbitMQ.
 TEST_AMQP_BROKER_URL ?= amqp://guest:guest@127.0.0.1:5672//
+# With RabbitMQ as the broker, Redis still shares the rate limits and provider circuits between
+# processes (CACHE_URL), as in a RabbitMQ deployment.
+TEST_AMQP_CACHE_URL ?= redis://127.0.0.1:6379/14
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -39,7 +42,7 @@ test: install lint
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 		$(VENV)/bin/pytest
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_AMQP_BROKER_URL) \
-		$(VENV)/bin/pytest -m "broker or faults"
+		CACHE_URL=$(TEST_AMQP_CACHE_URL) $(VENV)/bin/pytest -m "broker or faults"
 
 lint: install
 	$(VENV)/bin/ruff format --check .

@@ -237,13 +237,13 @@ def batch_endpoint(report: Report, scripts: BatchScripts) -> None:
 
 @contextmanager
 def _worker(
-    sandbox_ms: int, name: str = "enrich", providers: Mapping[str, str] | None = None
+    sandbox_ms: int, name: str = "", providers: Mapping[str, str] | None = None
 ) -> Iterator[None]:
     """The sandbox latency is read when a worker starts: one worker per latency. The no-op tasks
     run on the measured worker itself, so the baseline has exactly its pool and concurrency.
     `providers` is the providers' environment of section f's workers."""
     env = {"ENRICHMENT_SANDBOX_LATENCY_MS": str(sandbox_ms), **(providers or {})}
-    with celery_worker(f"{name}-{sandbox_ms}ms", env, include="bench.noop_tasks"):
+    with celery_worker(name or f"enrich-{sandbox_ms}ms", env, include="bench.noop_tasks"):
         # The first tasks after a start run several times slower; keep them out of the figures.
         drain_noop(WARM_UP_TASKS)
         yield

@@ -5,11 +5,13 @@ It answers as Hunter documents: 401 without the key in X-API-KEY, its throttle a
 reached the rate limit" (without Retry-After, which Hunter does not document), 400 `wrong_params`
 without a domain or company, else after `latency_ms` a 200 whose `data.email` is a verified
 address for three persons in four (decided by a hash of the query, as the sandbox decides) and
-null for the others. The latency is slept on the request's own thread, so hundreds of requests
-can be in flight at once. Its limit is `limit` requests served in any one second (a sliding log of
-arrivals): the strictest reading of "N per second", so a provider counting fixed windows would
-refuse no more. Refused requests are answered at once and do not count against the limit."""
+null for the others. The latency is awaited on the server's asyncio loop, so hundreds of
+requests can be in flight at once. Its limit is `limit` requests served in any one second (a
+sliding log of arrivals): the strictest reading of "N per second", so a provider counting fixed
+windows would refuse no more. Refused requests are answered at once and do not count against
+the limit."""
 
+import asyncio
 import hashlib
 import json
 import threading
@@ -18,9 +20,10 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+import h11
 
 PATH = "/v2/email-finder"
 WINDOW_SECONDS = 1.0
@@ -67,15 +70,14 @@ class FakeHunter:
             self._served.append(now)
             return True
 
-    def answer(self, key: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    def answer(self, key: str, query: dict[str, str]) -> "Reply":
         if key != self.api_key:
-            return 401, _error("authentication_failed", 401, "No user found for the API key")
+            return Reply(401, _error("authentication_failed", 401, "No user found for the API key"))
         if not self.admit():
-            return 403, _error("too_many_requests", 403, "You have reached the rate limit")
+            return Reply(403, _error("too_many_requests", 403, "You have reached the rate limit"))
         domain = query.get("domain") or query.get("company", "")
         if not domain:
-            return 400, _error("wrong_params", 400, "You are missing the domain or company")
-        time.sleep(self.latency)
+            return Reply(400, _error("wrong_params", 400, "You are missing the domain or company"))
         first, last = query.get("first_name", ""), query.get("last_name", "")
         digest = hashlib.sha256(f"{first}|{last}|{domain}".lower().encode()).digest()
         found = digest[0] % 4 != 0
@@ -88,61 +90,103 @@ class FakeHunter:
             "accept_all": False,
             "verification": {"date": None, "status": "valid" if found else None},
         }
-        return 200, {"data": data, "meta": {"params": query}}
+        return Reply(200, {"data": data, "meta": {"params": query}}, delay=self.latency)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    # The search's time; refusals are answered at once.
+    delay: float = 0.0
 
 
 def _error(id_: str, code: int, details: str) -> dict[str, Any]:
     return {"errors": [{"id": id_, "code": code, "details": details}]}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    # Keeps connections alive between requests, as the adapter's httpx client expects.
-    protocol_version = "HTTP/1.1"
-    # Headers and body leave in one segment (flushed after each request), and without Nagle's
-    # delay: otherwise the client's delayed ACK adds ~40 ms to every answer.
-    wbufsize = 64 * 1024
-    disable_nagle_algorithm = True
-    server: "_Server"
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        if url.path != PATH:
-            status, body = 404, _error("not_found", 404, "The requested resource does not exist")
-        else:
-            key = self.headers.get("X-API-KEY", "")
-            status, body = self.server.provider.answer(key, dict(parse_qsl(url.query)))
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json; charset=utf-8")
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: object) -> None:
+async def _connection(
+    provider: FakeHunter, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """One keep-alive connection: its requests answered one after another, as HTTP/1.1 wants."""
+    http = h11.Connection(h11.SERVER)
+    request: h11.Request | None = None
+    try:
+        while True:
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                http.receive_data(await reader.read(64 * 1024))
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.EndOfMessage) and request is not None:
+                writer.write(await _response(provider, http, request))
+                await writer.drain()
+                if http.our_state is h11.MUST_CLOSE:
+                    break
+                http.start_next_cycle()
+            elif isinstance(event, h11.ConnectionClosed):
+                break
+    except (ConnectionError, h11.RemoteProtocolError):
         pass
+    finally:
+        writer.close()
 
 
-class _Server(ThreadingHTTPServer):
-    # Every worker process opens up to ENRICHMENT_PROVIDER_CONCURRENCY connections at once; the
-    # default backlog of 5 would reset some of them.
-    request_queue_size = 1024
-    daemon_threads = True
-
-    def __init__(self, provider: FakeHunter) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.provider = provider
+async def _response(provider: FakeHunter, http: h11.Connection, request: h11.Request) -> bytes:
+    url = urlsplit(request.target.decode())
+    if url.path != PATH:
+        reply = Reply(404, _error("not_found", 404, "The requested resource does not exist"))
+    else:
+        headers = {name.decode(): value.decode() for name, value in request.headers}
+        reply = provider.answer(headers.get("x-api-key", ""), dict(parse_qsl(url.query)))
+    if reply.delay:
+        await asyncio.sleep(reply.delay)
+    payload = json.dumps(reply.body).encode()
+    headers = [
+        ("content-type", "application/json; charset=utf-8"),
+        ("content-length", str(len(payload))),
+    ]
+    return b"".join(
+        (
+            http.send(h11.Response(status_code=reply.status, headers=headers)) or b"",
+            http.send(h11.Data(data=payload)) or b"",
+            http.send(h11.EndOfMessage()) or b"",
+        )
+    )
 
 
 @contextmanager
 def fake_hunter(*, latency_ms: int, limit: int, api_key: str) -> Iterator[FakeHunter]:
-    """Yields the running provider; its `url` is the base URL (HUNTER_BASE_URL)."""
+    """Yields the running provider; its `url` is the base URL (HUNTER_BASE_URL). One asyncio
+    loop on a thread of its own serves every connection: no thread to start per connection, so
+    a burst of new connections is admitted as fast as it arrives."""
     provider = FakeHunter(latency_ms=latency_ms, limit=limit, api_key=api_key)
-    server = _Server(provider)
-    provider.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(
+        asyncio.start_server(
+            lambda reader, writer: _connection(provider, reader, writer),
+            "127.0.0.1",
+            0,
+            # Every worker process opens up to ENRICHMENT_PROVIDER_CONCURRENCY connections at once.
+            backlog=1024,
+        )
+    )
+    provider.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
         yield provider
     finally:
-        server.shutdown()
-        server.server_close()
+        asyncio.run_coroutine_threadsafe(_stop(server), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+async def _stop(server: asyncio.Server) -> None:
+    """Stops listening and ends the connections the clients still keep alive."""
+    server.close()
+    connections = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in connections:
+        task.cancel()
+    await asyncio.gather(*connections, return_exceptions=True)

@@ -1,13 +1,14 @@
-"""The suite: fresh backends, then sections a-e, each figure paired run by run with a baseline
+"""The suite: fresh backends, then sections a-f, each figure paired run by run with a baseline
 measured in the same run. Sizes can be lowered for a quick look (BENCH_RUNS=1); BENCH_SECTIONS
 (e.g. `e`) runs some sections only (c needs b)."""
 
+import json
 import os
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from django.test import Client
 from bench import fixtures
 from bench.drain import Drain, deliveries_drained, drain_enrichments, drain_noop
 from bench.environment import RESULTS
+from bench.fake_provider import fake_hunter
 from bench.fixtures import Tenant, batch_id, block_of, enrichment_id, person_id
 from bench.http_load import BATCH_PATH, batch_body, post_concurrently
 from bench.processes import celery_worker, free_port, gunicorn, local_receiver
@@ -40,7 +42,7 @@ from webhooks.events import ENRICHMENT_BATCH_COMPLETED, ENRICHMENT_COMPLETED, EV
 from webhooks.services import webhook_endpoint_create
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
-SECTIONS = os.environ.get("BENCH_SECTIONS", "abcde")
+SECTIONS = os.environ.get("BENCH_SECTIONS", "abcdef")
 BATCH_SIZE = 100
 CLIENT_LEVELS = (1, 4, 16)
 # Divisible by every client level, so each level posts the same batches.
@@ -64,6 +66,12 @@ ENRICHMENT_WORKER_OPTIONS = (
 WEBHOOK_WORKER_OPTIONS = ("-Q", settings.WEBHOOK_QUEUE, "-P", "threads", "-c", "1")
 WEBHOOK_WORKER_NICE = 19
 
+# Section f: the fake Hunter's limit and the service's (HUNTER_RATE_LIMIT), in requests/s; at 0 ms
+# both are raised out of the way, so the drain shows the adapter layer's own cost.
+PROVIDER_LIMIT = 200
+UNLIMITED = 100_000
+PROVIDER_KEY = "bench-key"
+
 TARGETS = [
     Target("batch POST, 100 new persons, 4 clients vs SQL baseline", "a.new.4.rate", 0.5),
     Target("drain at 0 ms vs no-op drain, 1 organization", "b.0ms.1.rate", 0.5),
@@ -72,6 +80,9 @@ TARGETS = [
     Target("drain at 200 ms vs drain at 0 ms, 20 organizations", "b.200ms.20.rate", 0.8),
     Target("0 ms drain with a webhook subscriber vs without", "e.0ms.subscribed.rate", 0.9),
     Target("200 ms drain with a webhook subscriber vs without", "e.200ms.subscribed.rate", 0.9),
+    Target("HTTP drain at 200 ms vs the provider's limit", "f.200ms.rate", 0.9),
+    Target("refusals by the provider per request, 200 ms", "f.200ms.refused", 0.005, at_most=True),
+    Target("HTTP drain at 0 ms vs sandbox drain at 0 ms", "f.0ms.rate", 0.7),
     Target("statements, 100 new persons vs 1", "d.new", 1.0, exact=True),
     Target("statements, 100 reused persons vs 1", "d.reused", 1.0, exact=True),
 ]
@@ -106,6 +117,8 @@ def main() -> None:
             settlement(report, drains)
     if "e" in SECTIONS:
         webhook_drains(report)
+    if "f" in SECTIONS:
+        adapter_drains(report)
     targets = [target for target in TARGETS if target.key in report.figures]
     print(report.table(targets))
     report.write(targets)
@@ -231,12 +244,18 @@ def batch_endpoint(report: Report, scripts: BatchScripts) -> None:
 
 
 @contextmanager
-def _worker(sandbox_ms: int, options: Sequence[str] = ()) -> Iterator[None]:
+def _worker(
+    sandbox_ms: int,
+    options: Sequence[str] = (),
+    name: str = "",
+    providers: Mapping[str, str] | None = None,
+) -> Iterator[None]:
     """The sandbox latency is read when a worker starts: one worker per latency. The no-op tasks
-    run on the measured worker itself, so the baseline has exactly its pool and concurrency."""
-    latency = {"ENRICHMENT_SANDBOX_LATENCY_MS": str(sandbox_ms)}
+    run on the measured worker itself, so the baseline has exactly its pool and concurrency.
+    `providers` is the providers' environment of section f's workers."""
+    env = {"ENRICHMENT_SANDBOX_LATENCY_MS": str(sandbox_ms), **(providers or {})}
     worker = celery_worker(
-        f"enrich-{sandbox_ms}ms", latency, include="bench.noop_tasks", options=options
+        name or f"enrich-{sandbox_ms}ms", env, include="bench.noop_tasks", options=options
     )
     with worker:
         # The first tasks after a start run several times slower; keep them out of the figures.
@@ -437,4 +456,78 @@ def _webhook_drain_pair(
         value=received.last - subscribed.finished,
         baseline=subscribed.finished - subscribed.started,
         baseline_label="its drain, s:",
+    )
+
+
+# --- f: the HTTP adapter path against a local provider -----------------------------------------
+
+
+def adapter_drains(report: Report) -> None:
+    """Section f: the drain of 2,000 enrichments of one organization through the Hunter adapter
+    over HTTP, against a local fake Hunter (bench/fake_provider.py). At 200 ms, with a limit of
+    200 requests/s on both sides: enrichments/s against that limit, and the provider's refusals
+    per request it received. At 0 ms, limits out of the way: against the sandbox's drain of the
+    same enrichments, measured first on the same machine (the adapter layer's own cost)."""
+    tenant = fixtures.tenant_create("bench-http")
+    blocks = [block_of(CAPTURE_CLIENT + 300, b) for b in range(1, DRAIN_SIZE // BATCH_SIZE + 1)]
+    fixtures.persons_create(tenant, blocks, BATCH_SIZE)
+    requests = [(tenant, _persons(block)) for block in blocks]
+    sandbox: list[float] = []
+    with _worker(0):
+        for _ in range(RUNS):
+            progress("f. sandbox drains, 0 ms")
+            fixtures.state_reset()
+            sandbox.append(drain_enrichments(requests).per_second)
+    for latency_ms, limit in ((0, UNLIMITED), (SLOW_SANDBOX_MS, PROVIDER_LIMIT)):
+        with fake_hunter(latency_ms=latency_ms, limit=limit, api_key=PROVIDER_KEY) as provider:
+            hunter = {
+                "ENRICHMENT_PROVIDERS": json.dumps({"emails": ["hunter"], "phones": ["sandbox"]}),
+                "HUNTER_API_KEY": PROVIDER_KEY,
+                "HUNTER_BASE_URL": provider.url,
+                "HUNTER_RATE_LIMIT": f"{limit}/second",
+            }
+            with _worker(0, name=f"hunter-{latency_ms}ms", providers=hunter):
+                for run in range(RUNS):
+                    progress(f"f. HTTP adapter drains, {latency_ms} ms")
+                    fixtures.state_reset()
+                    provider.reset()
+                    drain = drain_enrichments(requests)
+                    counts = provider.counts()
+                    # A figure only for a drain the provider answered: not one of failures.
+                    failed = Enrichment.objects.filter(status=Status.FAILED).exists()
+                    if counts.requests < DRAIN_SIZE or failed:
+                        raise RuntimeError("The fake Hunter did not answer the drain; see the log.")
+                    if latency_ms:
+                        _record_limited_drain(report, drain, counts.requests, counts.refused)
+                    else:
+                        report.record(
+                            "f.0ms.rate",
+                            section="f",
+                            label="0 ms, Hunter adapter over HTTP",
+                            unit="enrich./s",
+                            value=drain.per_second,
+                            baseline=sandbox[run],
+                            baseline_label="sandbox 0 ms:",
+                        )
+
+
+def _record_limited_drain(report: Report, drain: Drain, requests: int, refused: int) -> None:
+    label = f"{SLOW_SANDBOX_MS} ms, limit {PROVIDER_LIMIT}/s"
+    report.record(
+        f"f.{SLOW_SANDBOX_MS}ms.rate",
+        section="f",
+        label=label,
+        unit="enrich./s",
+        value=drain.per_second,
+        baseline=PROVIDER_LIMIT,
+        baseline_label="provider limit:",
+    )
+    report.record(
+        f"f.{SLOW_SANDBOX_MS}ms.refused",
+        section="f",
+        label=f"{label}: refused by the provider",
+        unit="requests",
+        value=refused,
+        baseline=requests,
+        baseline_label="requests received:",
     )

@@ -1,0 +1,192 @@
+"""A local stand-in for Hunter's Email Finder (`GET /v2/email-finder`, PROVIDERS.md section 1) for
+section f, on a thread of the bench, on the loopback only.
+
+It answers as Hunter documents: 401 without the key in X-API-KEY, its throttle as 403 "You have
+reached the rate limit" (without Retry-After, which Hunter does not document), 400 `wrong_params`
+without a domain or company, else after `latency_ms` a 200 whose `data.email` is a verified
+address for three persons in four (decided by a hash of the query, as the sandbox decides) and
+null for the others. The latency is awaited on the server's asyncio loop, so hundreds of
+requests can be in flight at once. Its limit is `limit` requests served in any one second (a
+sliding log of arrivals): the strictest reading of "N per second", so a provider counting fixed
+windows would refuse no more. Refused requests are answered at once and do not count against
+the limit."""
+
+import asyncio
+import hashlib
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import h11
+
+PATH = "/v2/email-finder"
+WINDOW_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Counts:
+    requests: int
+    refused: int
+
+
+class FakeHunter:
+    """The provider's state: its limit, its latency and what it has answered."""
+
+    def __init__(self, *, latency_ms: int, limit: int, api_key: str) -> None:
+        self.latency = latency_ms / 1000
+        self.limit = limit
+        self.api_key = api_key
+        self.url = ""
+        self._lock = threading.Lock()
+        self._served: deque[float] = deque()
+        self._requests = 0
+        self._refused = 0
+
+    def counts(self) -> Counts:
+        with self._lock:
+            return Counts(requests=self._requests, refused=self._refused)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests = self._refused = 0
+
+    def admit(self) -> bool:
+        """Counts the request; False when `limit` requests were already served in the last
+        second."""
+        now = time.monotonic()
+        with self._lock:
+            self._requests += 1
+            while self._served and self._served[0] <= now - WINDOW_SECONDS:
+                self._served.popleft()
+            if len(self._served) >= self.limit:
+                self._refused += 1
+                return False
+            self._served.append(now)
+            return True
+
+    def answer(self, key: str, query: dict[str, str]) -> "Reply":
+        if key != self.api_key:
+            return Reply(401, _error("authentication_failed", 401, "No user found for the API key"))
+        if not self.admit():
+            return Reply(403, _error("too_many_requests", 403, "You have reached the rate limit"))
+        domain = query.get("domain") or query.get("company", "")
+        if not domain:
+            return Reply(400, _error("wrong_params", 400, "You are missing the domain or company"))
+        first, last = query.get("first_name", ""), query.get("last_name", "")
+        digest = hashlib.sha256(f"{first}|{last}|{domain}".lower().encode()).digest()
+        found = digest[0] % 4 != 0
+        data = {
+            "first_name": first,
+            "last_name": last,
+            "email": f"{first}.{last}@{domain}".lower() if found else None,
+            "score": 97 if found else None,
+            "domain": domain,
+            "accept_all": False,
+            "verification": {"date": None, "status": "valid" if found else None},
+        }
+        return Reply(200, {"data": data, "meta": {"params": query}}, delay=self.latency)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    # The search's time; refusals are answered at once.
+    delay: float = 0.0
+
+
+def _error(id_: str, code: int, details: str) -> dict[str, Any]:
+    return {"errors": [{"id": id_, "code": code, "details": details}]}
+
+
+async def _connection(
+    provider: FakeHunter, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """One keep-alive connection: its requests answered one after another, as HTTP/1.1 wants."""
+    http = h11.Connection(h11.SERVER)
+    request: h11.Request | None = None
+    try:
+        while True:
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                http.receive_data(await reader.read(64 * 1024))
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.EndOfMessage) and request is not None:
+                writer.write(await _response(provider, http, request))
+                await writer.drain()
+                if http.our_state is h11.MUST_CLOSE:
+                    break
+                http.start_next_cycle()
+            elif isinstance(event, h11.ConnectionClosed):
+                break
+    except (ConnectionError, h11.RemoteProtocolError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _response(provider: FakeHunter, http: h11.Connection, request: h11.Request) -> bytes:
+    url = urlsplit(request.target.decode())
+    if url.path != PATH:
+        reply = Reply(404, _error("not_found", 404, "The requested resource does not exist"))
+    else:
+        headers = {name.decode(): value.decode() for name, value in request.headers}
+        reply = provider.answer(headers.get("x-api-key", ""), dict(parse_qsl(url.query)))
+    if reply.delay:
+        await asyncio.sleep(reply.delay)
+    payload = json.dumps(reply.body).encode()
+    headers = [
+        ("content-type", "application/json; charset=utf-8"),
+        ("content-length", str(len(payload))),
+    ]
+    return b"".join(
+        (
+            http.send(h11.Response(status_code=reply.status, headers=headers)) or b"",
+            http.send(h11.Data(data=payload)) or b"",
+            http.send(h11.EndOfMessage()) or b"",
+        )
+    )
+
+
+@contextmanager
+def fake_hunter(*, latency_ms: int, limit: int, api_key: str) -> Iterator[FakeHunter]:
+    """Yields the running provider; its `url` is the base URL (HUNTER_BASE_URL). One asyncio
+    loop on a thread of its own serves every connection: no thread to start per connection, so
+    a burst of new connections is admitted as fast as it arrives."""
+    provider = FakeHunter(latency_ms=latency_ms, limit=limit, api_key=api_key)
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(
+        asyncio.start_server(
+            lambda reader, writer: _connection(provider, reader, writer),
+            "127.0.0.1",
+            0,
+            # Every worker process opens up to ENRICHMENT_PROVIDER_CONCURRENCY connections at once.
+            backlog=1024,
+        )
+    )
+    provider.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield provider
+    finally:
+        asyncio.run_coroutine_threadsafe(_stop(server), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+async def _stop(server: asyncio.Server) -> None:
+    """Stops listening and ends the connections the clients still keep alive."""
+    server.close()
+    connections = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in connections:
+        task.cancel()
+    await asyncio.gather(*connections, return_exceptions=True)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from enrichment_project.metrics import PROVIDER_REQUEST_DURATION, PROVIDER_REQUESTS
 from providers.base import (
     QUALITIES,
+    RATE_LIMITED,
     Adapter,
     Answer,
     AsyncAdapter,
@@ -30,6 +31,8 @@ from providers.calls import recorder
 from providers.circuit import Circuit, ProviderUnavailable
 
 T = TypeVar("T", Answer, Submission, PollResult)
+# Seconds every worker waits after a "slow down" that gave no Retry-After or reset time.
+SLOW_DOWN_PAUSE = 1.0
 
 
 def provider_lookup(
@@ -98,10 +101,15 @@ def _call(
 def _circuit_told(circuit: Circuit, adapter: Adapter, error: ProviderError) -> None:
     if isinstance(error, ProviderFailure):
         circuit.record_failure(error.reason)
+    elif isinstance(error, TransientProviderError) and error.reason == RATE_LIMITED[1]:
+        # "Slow down" says the provider is busy, not broken: every worker waits (its hint, else a
+        # second) and the circuit is left alone, or a burst of refusals would take the provider
+        # out for the whole transient cooldown.
+        adapter.http.limiter.pause(error.retry_after or SLOW_DOWN_PAUSE)
     elif isinstance(error, TransientProviderError):
         circuit.record_transient(error.reason)
         if error.retry_after and error.http_status:
-            # The provider itself said "slow down": every worker waits, not just this one.
+            # The provider gave a time to come back: every worker waits, not just this one.
             adapter.http.limiter.pause(error.retry_after)
     else:
         circuit.record_success()

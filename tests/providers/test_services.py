@@ -151,6 +151,21 @@ def test_five_server_errors_in_a_row_open_the_circuit(httpserver: HTTPServer, ma
         provider_lookup(adapter=adapter, subject=SUBJECT, field="emails", reference_id=None)
 
 
+def test_slow_down_answers_pause_every_worker_and_never_open_the_circuit(
+    httpserver: HTTPServer, make_adapter, monkeypatch
+) -> None:
+    monkeypatch.setattr("providers.services.SLOW_DOWN_PAUSE", 0.05)
+    serve(httpserver, HUNTER, "hunter", "rate_limited_403")
+    adapter = make_adapter(HunterAdapter)
+
+    for _ in range(6):
+        with pytest.raises(TransientProviderError, match="rate_limited"):
+            provider_lookup(adapter=adapter, subject=SUBJECT, field="emails", reference_id=None)
+
+    assert Circuit("hunter").state().state != OPEN
+    assert len(httpserver.log) == 6
+
+
 def test_an_invalid_request_is_recorded_and_leaves_the_circuit_closed(
     httpserver: HTTPServer, make_adapter
 ) -> None:

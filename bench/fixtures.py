@@ -98,7 +98,8 @@ def state_reset() -> None:
         cursor.execute(
             "TRUNCATE enrichment_enrichment, enrichment_globalenrichment, persons_contactpoint,"
             " enrichment_enrichmentbatch, enrichment_enrichmentbatchitem,"
-            " webhooks_webhookevent, webhooks_webhookdelivery"
+            " webhooks_webhookevent, webhooks_webhookdelivery,"
+            " enrichment_asynclookupitem, enrichment_asynclookup"
         )
         cursor.execute(
             f"DELETE FROM {CreditTransaction._meta.db_table} WHERE kind = %s",

@@ -2,12 +2,13 @@
 
 import contextvars
 import logging
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import cache
 
 from celery import Task, shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connections
 
 from enrichment.async_lookups import async_lookups_poll, enrichments_hand_to_async
 from enrichment.models import Enrichment
@@ -28,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 @cache
 def _lookup_pool() -> ThreadPoolExecutor:
-    # Created lazily inside each worker process (never before the fork), one per process.
+    # One per worker process, shared by the jobs running on its threads; created lazily, so never
+    # before a fork.
     return ThreadPoolExecutor(
         max_workers=settings.ENRICHMENT_PROVIDER_CONCURRENCY, thread_name_prefix="lookup"
     )
@@ -46,7 +48,10 @@ def _lookup_pool() -> ThreadPoolExecutor:
 )
 def process_enrichments(self: Task, enrichment_ids: list[str]) -> None:
     """Claims the job's pending enrichments, looks them up concurrently outside any transaction,
-    and settles the answers in short transactions as they arrive."""
+    and settles the answers in short transactions as they arrive. At the soft time limit the job
+    stops waiting: what is still unanswered stays claimed until the lease (the hard limit) ends,
+    then the re-queue service takes it back."""
+    deadline = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT
     claimed = enrichments_claim(enrichment_ids=enrichment_ids, claim_token=self.request.id or "")
     lookups: dict[Future[LookupOutcome], Enrichment] = {
         # Each lookup thread logs with the job's ids and its own enrichment's.
@@ -56,7 +61,12 @@ def process_enrichments(self: Task, enrichment_ids: list[str]) -> None:
     handed = []
     while lookups:
         # Settles every answer that has arrived in one transaction, while the rest are in flight.
-        done, _ = wait(lookups, return_when=FIRST_COMPLETED)
+        done, _ = wait(
+            lookups, timeout=max(deadline - time.monotonic(), 0), return_when=FIRST_COMPLETED
+        )
+        if not done:
+            _abandon(lookups)
+            break
         handed += enrichments_settle_lookups(
             lookups=[(lookups.pop(future), future) for future in done]
         )
@@ -70,6 +80,17 @@ def process_enrichments(self: Task, enrichment_ids: list[str]) -> None:
         _calls_flush()
 
 
+def _abandon(lookups: dict[Future[LookupOutcome], Enrichment]) -> None:
+    """Lookups not started yet are dropped; running ones end on their own (every provider call
+    has a timeout) and their answers are not settled by this job."""
+    for future in lookups:
+        future.cancel()
+    logger.warning(
+        "Job stopped at its time limit with %d lookups unanswered; they are left to the lease",
+        len(lookups),
+    )
+
+
 def _calls_flush() -> None:
     """Writes the wave's provider calls, after its settlement committed: a failure keeps them
     buffered for the next flush and must not stop the settling of the other lookups."""
@@ -81,12 +102,18 @@ def _calls_flush() -> None:
 
 def _lookup(enrichment: Enrichment) -> LookupOutcome:
     with log_context_bound(enrichment_id=enrichment.pk):
-        return waterfall_lookup(
-            subject=subject_of(enrichment.person),
-            field=enrichment.field,
-            reference_id=enrichment.pk,
-            not_found=enrichment.providers_not_found,
-        )
+        try:
+            return waterfall_lookup(
+                subject=subject_of(enrichment.person),
+                field=enrichment.field,
+                reference_id=enrichment.pk,
+                not_found=enrichment.providers_not_found,
+            )
+        finally:
+            # A lookup thread that wrote to the database (a full call-log buffer flushes itself)
+            # gives its connection back: the pool has many more threads than PostgreSQL has
+            # connections to spare.
+            connections.close_all()
 
 
 @shared_task(name="enrichment.requeue_timed_out_enrichments")

@@ -6,7 +6,6 @@ CELERY_BROKER_URL to PostgreSQL and Redis.
 """
 
 import ipaddress
-import os
 from pathlib import Path
 
 import environ
@@ -227,7 +226,7 @@ PERSONS_IMPORT_MAX_ROWS = 10_000
 PERSONS_IMPORT_MAX_BYTES = env.int("PERSONS_IMPORT_MAX_BYTES", default=10 * 1024 * 1024)
 # Enrichments of one request travel in messages of this many ids, so a batch of 100 costs a few
 # broker round trips instead of 100; each id is still claimed, retried and recovered on its own.
-ENRICHMENT_TASK_CHUNK_SIZE = env.int("ENRICHMENT_TASK_CHUNK_SIZE", default=50)
+ENRICHMENT_TASK_CHUNK_SIZE = env.int("ENRICHMENT_TASK_CHUNK_SIZE", default=100)
 ENRICHMENT_QUEUE = "enrichment"
 
 # --- Celery -----------------------------------------------------------------------------------
@@ -263,13 +262,25 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# A thread cannot be cancelled: a job running when the broker connection drops finishes, and its
+# message, re-delivered meanwhile, finds its enrichments settled or held by the live job.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Celery would lower the prefetch count while those jobs run and raise it as they end; with the
+# threads pool the raise could be lost and the worker stop consuming after a RabbitMQ restart
+# (tests/faults: test_worker_resumes_by_itself_after_the_broker_restarts). At most a few
+# messages more are reserved while they finish.
+CELERY_WORKER_ENABLE_PREFETCH_COUNT_REDUCTION = False
+# The threads pool does not enforce time limits: a job stops waiting for its lookups at the soft
+# limit by itself (enrichment/tasks.py), and the hard one is the claim lease.
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
-# Prefork, four processes per core: a job's provider lookups run on threads inside its process
-# (ENRICHMENT_PROVIDER_CONCURRENCY), so while one process waits for answers the others settle.
-CELERY_WORKER_POOL = "prefork"
-CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=4 * (os.cpu_count() or 1))
+# Jobs run on threads, many per worker process: a job mostly waits for provider answers, so a
+# process keeps other jobs' lookups in flight while one settles or waits for its slowest answer.
+# Run one worker process per core (README, "Pool choice"); each holds a database connection per
+# job thread. Celery takes `--pool prefork` on the command line for its default and keeps this
+# one, so another pool is chosen here.
+CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="threads")
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=16)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "default"
@@ -284,8 +295,12 @@ ENRICHMENT_PROVIDERS: dict[str, list[str]] = env.json(
     "ENRICHMENT_PROVIDERS", default={"emails": ["sandbox"], "phones": ["sandbox"]}
 )
 ENRICHMENT_PROVIDER_TIMEOUT: float = env.float("ENRICHMENT_PROVIDER_TIMEOUT", default=10.0)
-# Lookups in flight at once in one worker process (they wait on I/O, not on the CPU).
-ENRICHMENT_PROVIDER_CONCURRENCY = env.int("ENRICHMENT_PROVIDER_CONCURRENCY", default=50)
+# Lookups in flight at once in one worker process (they wait on I/O, not on the CPU): by default
+# enough for every job the process runs, so no job waits for another's lookups to end.
+ENRICHMENT_PROVIDER_CONCURRENCY = env.int(
+    "ENRICHMENT_PROVIDER_CONCURRENCY",
+    default=CELERY_WORKER_CONCURRENCY * ENRICHMENT_TASK_CHUNK_SIZE,
+)
 ENRICHMENT_MAX_ATTEMPTS = env.int("ENRICHMENT_MAX_ATTEMPTS", default=5)
 ENRICHMENT_RETRY_BACKOFF_SECONDS: float = env.float("ENRICHMENT_RETRY_BACKOFF_SECONDS", default=2.0)
 ENRICHMENT_RETRY_BACKOFF_MAX_SECONDS: float = env.float(

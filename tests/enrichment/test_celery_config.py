@@ -18,7 +18,17 @@ def test_tasks_are_acknowledged_late_and_rejected_when_their_worker_dies():
     assert app.conf.task_acks_late is True
     assert app.conf.task_reject_on_worker_lost is True
     assert app.conf.worker_prefetch_multiplier == 1
-    assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is True
+    # Jobs run on threads, which cannot be cancelled: a running job finishes, and its message,
+    # re-delivered meanwhile, finds its enrichments settled or held by the live job.
+    assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is False
+
+
+def test_a_worker_process_runs_many_jobs_each_with_every_lookup_in_flight():
+    assert app.conf.worker_pool == "threads"
+    assert app.conf.worker_concurrency > 1
+    # No job of a process waits for a lookup thread another job holds.
+    jobs_lookups = app.conf.worker_concurrency * settings.ENRICHMENT_TASK_CHUNK_SIZE
+    assert jobs_lookups <= settings.ENRICHMENT_PROVIDER_CONCURRENCY
 
 
 def _longest_unacknowledged_hold() -> float:

@@ -119,6 +119,8 @@ def prefork_worker(tmp_path: Path, enrichment_queue) -> Iterator[tuple[str, Path
         "WORKER_METRICS_PORT": str(port),
         "DATABASE_URL": database_url_of_tests(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        # Celery reads `--pool prefork` as its default and keeps the configured threads pool.
+        "CELERY_WORKER_POOL": "prefork",
         # Each job takes a while, so both children get some of them (prefetch is 1).
         "ENRICHMENT_SANDBOX_LATENCY_MS": "200",
     }

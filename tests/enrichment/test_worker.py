@@ -1,6 +1,7 @@
 """The pipeline end to end with a real Celery worker consuming from the broker (not eager mode);
 `make test` runs it against Redis and against RabbitMQ."""
 
+import logging
 import threading
 import time
 import uuid
@@ -145,6 +146,57 @@ def test_a_job_whose_worker_died_is_recovered_by_the_requeue_service(
 
     assert {e.status for e in settled.values()} == {Status.FINISHED}
     assert {e.attempts for e in Enrichment.objects.all()} == {2}
+    assert_ledger_invariants(tenant.organization)
+
+
+class _RecordedMessages(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_job_stops_at_its_soft_time_limit_and_leaves_its_unanswered_claims_to_the_lease(
+    make_tenant, fast_providers, enrichment_queue, settings
+):
+    settings.CELERY_TASK_SOFT_TIME_LIMIT = 0.5
+    settings.ENRICHMENT_SANDBOX_LATENCY_MS = 2000  # a lookup outlasting the limit
+    tenant = make_tenant(credits=10)
+    [person] = PersonFactory.create_batch(
+        1, organization=tenant.organization, company_domain="found.example"
+    )
+    [enrichment] = request_enrichments(tenant, [person])
+
+    # The worker sets up its own logging: the warning is read on the task module's logger.
+    warnings = _RecordedMessages()
+    logging.getLogger("enrichment.tasks").addHandler(warnings)
+    with celery_worker(pool="threads", concurrency=2):
+        stopped = "Job stopped at its time limit with 1 lookups unanswered"
+        deadline = time.monotonic() + 10
+        while not any(message.startswith(stopped) for message in warnings.messages):
+            assert time.monotonic() < deadline, "the job did not stop at its time limit"
+            time.sleep(0.05)
+        # The lookup's late answer is not settled by the job that gave up on it.
+        time.sleep(2.5)
+    logging.getLogger("enrichment.tasks").removeHandler(warnings)
+    enrichment.refresh_from_db()
+    assert (enrichment.status, enrichment.attempts) == (Status.PENDING, 1)
+    assert enrichment.started_at is not None
+
+    # Once the lease (the hard limit) has run out, the re-queue service takes the claim back.
+    settings.ENRICHMENT_SANDBOX_LATENCY_MS = 0
+    settings.CELERY_TASK_TIME_LIMIT = 1
+    time.sleep(1)
+    report = enrichments_requeue_timed_out(older_than=0, max_attempts=3)
+    assert report.requeued == [enrichment.pk]
+    with celery_worker(pool="solo"):
+        settled = wait_until_settled(tenant.organization)
+    assert (settled["found.example"].status, settled["found.example"].attempts) == (
+        Status.FINISHED,
+        2,
+    )
     assert_ledger_invariants(tenant.organization)
 
 

@@ -102,18 +102,8 @@ class Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def kill_children(self) -> int:
-        """SIGKILL to the direct children only, as the OOM killer takes a worker's pool process;
-        the main process lives on. How many were killed."""
-        pid = self.popen.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(child), signal.SIGKILL)
-        return len(children)
-
     def kill(self) -> None:
-        """SIGKILL to the whole process group: a prefork worker's children die with it. Once
+        """SIGKILL to the whole process group, whatever the worker started. Once
         only: after that the group id is free, and another process may come to hold it."""
         if self.killed:
             return
@@ -328,7 +318,7 @@ StartWorker = Callable[..., Process]
 
 @pytest.fixture
 def start_worker(spawn: Spawn, subprocess_env: dict[str, str]) -> StartWorker:
-    """`start_worker(ENRICHMENT_SANDBOX_LATENCY_MS=200, ...)`: a real prefork worker, exactly as
+    """`start_worker(ENRICHMENT_SANDBOX_LATENCY_MS=200, ...)`: a real worker, exactly as
     deployed (`celery -A enrichment_project worker`), with extra settings in its environment;
     returned once it consumes."""
 
@@ -399,6 +389,26 @@ def wait_for_work_in_flight(organization: Organization, claims: int = 4) -> None
     wait_until(lambda: in_flight.count() >= claims, timeout=30, what="a worker to claim work")
 
 
+class RequeueService:
+    """The re-queue service as beat runs it, but once a second and with a short `older_than`,
+    for the jobs a fault took from the broker; it takes a claimed row back once its lease has
+    run out."""
+
+    def __init__(self) -> None:
+        self.requeued = self.timed_out = 0
+        self._next_run = time.monotonic()
+
+    def run_due(self) -> None:
+        if time.monotonic() < self._next_run:
+            return
+        report = enrichments_requeue_timed_out(
+            older_than=REQUEUE_OLDER_THAN, max_attempts=django_settings.ENRICHMENT_MAX_ATTEMPTS
+        )
+        self.requeued += len(report.requeued)
+        self.timed_out += len(report.timed_out)
+        self._next_run = time.monotonic() + 1
+
+
 @dataclass(frozen=True)
 class Settled:
     seconds: float
@@ -410,29 +420,20 @@ def wait_until_settled(
     organization: Organization, *, timeout: float = 60, requeue: bool = False
 ) -> Settled:
     """Waits until no enrichment of the organization is pending. With `requeue`, runs the
-    re-queue service once a second, as beat would but with a short `older_than`, for the jobs a
-    fault took from the broker; it takes a claimed row back once its lease has run out."""
+    re-queue service meanwhile (RequeueService)."""
     pending = Enrichment.objects.filter(organization=organization, status=Status.PENDING)
-    requeued = timed_out = 0
-    next_requeue = time.monotonic()
+    service = RequeueService()
 
     def settled() -> bool:
-        nonlocal requeued, timed_out, next_requeue
-        if requeue and time.monotonic() >= next_requeue:
-            report = enrichments_requeue_timed_out(
-                older_than=REQUEUE_OLDER_THAN,
-                max_attempts=django_settings.ENRICHMENT_MAX_ATTEMPTS,
-            )
-            requeued += len(report.requeued)
-            timed_out += len(report.timed_out)
-            next_requeue = time.monotonic() + 1
+        if requeue:
+            service.run_due()
         return not pending.exists()
 
     try:
         seconds = wait_until(settled, timeout=timeout, what="every enrichment to settle")
     except AssertionError as error:
         raise AssertionError(f"{error}; statuses: {final_states(organization)}") from None
-    return Settled(seconds=seconds, requeued=requeued, timed_out=timed_out)
+    return Settled(seconds=seconds, requeued=service.requeued, timed_out=service.timed_out)
 
 
 def final_states(organization: Organization) -> dict[str, int]:

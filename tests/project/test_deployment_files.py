@@ -114,6 +114,15 @@ def test_workers_and_beat_run_the_project_celery_app(services: dict[str, dict[st
     assert beat[beat.index("--schedule") + 1] == "/tmp/celerybeat-schedule"
 
 
+def test_enrichment_jobs_run_in_several_worker_processes(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    # A worker process runs its jobs on threads (one core for its Python): one replica per core.
+    assert settings.CELERY_WORKER_POOL == "threads"
+    assert "-P" not in _command(services["worker"])
+    assert services["worker"]["deploy"]["replicas"] >= 2
+
+
 def test_deliveries_have_a_low_priority_worker_and_the_two_workers_consume_every_queue(
     services: dict[str, dict[str, Any]],
 ) -> None:

@@ -5,7 +5,8 @@ endpoint."""
 import random
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -160,6 +161,22 @@ def webhook_delivery_retry(*, delivery: WebhookDelivery) -> WebhookDelivery:
 # --- Worker side ------------------------------------------------------------------------------
 
 
+@contextmanager
+def _bookkeeping_transaction() -> Iterator[None]:
+    """A transaction of the delivery worker's own bookkeeping (claims and outcomes), committed
+    without waiting for its WAL flush. Waiting would put two flushes per job (a commit took
+    3.2 ms with its flush on this 2-core machine, 0.26 ms without) in the queue of the
+    settlements' flushes, which they wait for while holding the organization's credit row
+    lock. A PostgreSQL crash may lose the last fraction of a second of this bookkeeping, never
+    more: those deliveries are then sent once more, as at-least-once allows, and nothing else
+    depends on them (no outbox row is written here)."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
+
+
 def webhook_deliveries_claim(
     *, delivery_ids: Sequence[str] | None = None, limit: int
 ) -> list[WebhookDelivery]:
@@ -168,7 +185,7 @@ def webhook_deliveries_claim(
     job, the sweep or another worker does not send them meanwhile, and a job that dies leaves
     them due again once the lease ends. Rows another claim holds are skipped."""
     now = timezone.now()
-    with transaction.atomic():
+    with _bookkeeping_transaction():
         due = WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",)).filter(
             status=DeliveryStatus.PENDING, next_attempt_at__lte=now, endpoint__disabled=False
         )
@@ -225,7 +242,7 @@ def webhook_deliveries_record(*, outcomes: Sequence[tuple[WebhookDelivery, Attem
         else:
             delivery.next_attempt_at = now + timedelta(seconds=delay)
             counted["failed_attempt"] += 1
-    with transaction.atomic():
+    with _bookkeeping_transaction():
         for outcome, amount in counted.items():
             count_on_commit(WEBHOOK_DELIVERIES, amount, outcome=outcome)
         rows_update(

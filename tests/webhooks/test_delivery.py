@@ -7,15 +7,17 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from werkzeug import Response
 
 from tests.webhooks.conftest import HOOK_PATH, make_due, record_events, verified_body
 from webhooks.events import ENRICHMENT_BATCH_COMPLETED, ENRICHMENT_COMPLETED
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from webhooks.sending import Attempt
 from webhooks.services import (
     webhook_deliveries_claim,
+    webhook_deliveries_record,
     webhook_deliveries_send,
     webhook_endpoint_create,
     webhook_endpoint_rotate_secret,
@@ -287,6 +289,36 @@ def test_a_claimed_delivery_is_not_sent_again_until_its_lease_ends(tenant, make_
     claimed.refresh_from_db()
     assert claimed.status == DeliveryStatus.PENDING and claimed.attempts == 1
     assert claimed.next_attempt_at > timezone.now() + timedelta(seconds=200)
+
+
+def synchronous_commit() -> str:
+    """The setting of the transaction the test runs in (SET LOCAL lasts until its end)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+def test_the_outbox_write_commits_durably(tenant, make_endpoint):
+    make_endpoint(tenant.organization)
+    record_events(tenant.organization)
+    assert synchronous_commit() == "on"
+
+
+def test_claims_commit_without_waiting_for_the_wal_flush(tenant, make_endpoint):
+    make_endpoint(tenant.organization)
+    record_events(tenant.organization)
+    assert len(webhook_deliveries_claim(limit=10)) == 1
+    assert synchronous_commit() == "off"
+
+
+def test_outcomes_commit_without_waiting_for_the_wal_flush(tenant, make_endpoint):
+    make_endpoint(tenant.organization)
+    record_events(tenant.organization)
+    [delivery] = WebhookDelivery.objects.select_related("endpoint")
+    webhook_deliveries_record(outcomes=[(delivery, Attempt(204, 3, ""))])
+    assert synchronous_commit() == "off"
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED
 
 
 @pytest.fixture

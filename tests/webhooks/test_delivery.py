@@ -321,6 +321,28 @@ def test_outcomes_commit_without_waiting_for_the_wal_flush(tenant, make_endpoint
     assert delivery.status == DeliveryStatus.DELIVERED
 
 
+def test_a_jobs_outcomes_are_written_in_one_statement_whatever_their_number(
+    tenant, make_endpoint, django_assert_num_queries
+):
+    """The savepoint, the asynchronous commit, the deliveries' UPDATE, the endpoint's failure
+    clock stopped, the release."""
+    make_endpoint(tenant.organization)
+    for count in (1, 30):
+        record_events(tenant.organization, count=count)
+        deliveries = list(WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING))
+        assert len(deliveries) == count
+        with django_assert_num_queries(5):
+            webhook_deliveries_record(
+                outcomes=[(delivery, Attempt(204, n, "")) for n, delivery in enumerate(deliveries)]
+            )
+        written = WebhookDelivery.objects.filter(pk__in=[d.pk for d in deliveries])
+        assert sorted(written.values_list("status", "status_code", "duration_ms", "error")) == [
+            ("delivered", 204, n, "") for n in range(count)
+        ]
+        assert not written.filter(delivered_at__isnull=True).exists()
+        assert not written.filter(next_attempt_at__isnull=False).exists()
+
+
 @pytest.fixture
 def rebinding_dns(monkeypatch):
     """`receiver.test` answers 127.0.0.1 as long as `answers` holds one, then the metadata

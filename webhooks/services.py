@@ -4,9 +4,10 @@ endpoint."""
 
 import json
 import random
+import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,20 @@ from webhooks.sending import Attempt, attempt_send, delivery_client, sending_poo
 from webhooks.signing import secret_generate
 
 ROTATION_OVERLAP = timedelta(hours=24)
+# A burst of events for one endpoint (the settlements of a batch draining) is delivered once it
+# ends, not beside it, where sending competed with the settlements for the CPU and PostgreSQL. On
+# a worker that runs delivery jobs only (webhooks.tasks), a job waits while its endpoints' events
+# keep coming less than BURST_QUIET apart, at most until BURST_HOLD_MAX after its oldest delivery
+# was written, and never while another endpoint has due deliveries waiting. It then sends every
+# due delivery of those endpoints, so the jobs queued behind it find theirs sent. A delivery is
+# late by BURST_QUIET after the last event of its burst (a lone event too), by BURST_HOLD_MAX at
+# most.
+BURST_QUIET = timedelta(milliseconds=500)
+BURST_HOLD_MAX = timedelta(seconds=5)
+BURST_POLL_SECONDS = 0.1
+# How long a job goes on sending its endpoints' other due deliveries, well within the task's
+# time limit even with slow receivers; what is left is sent by its own jobs.
+BURST_SENDING_SECONDS = 60
 DISABLED_BY_API = "disabled through the API"
 DISABLED_GONE = "the receiver answered 410 Gone"
 DISABLED_FAILING = "every delivery failed for 5 days"
@@ -232,12 +247,16 @@ def _bookkeeping_transaction() -> Iterator[None]:
 
 
 def webhook_deliveries_claim(
-    *, delivery_ids: Sequence[str] | None = None, limit: int
+    *,
+    delivery_ids: Sequence[str] | None = None,
+    endpoint_ids: Collection[uuid.UUID] | None = None,
+    limit: int,
 ) -> list[WebhookDelivery]:
-    """Claims due pending deliveries (of `delivery_ids` when given) of enabled endpoints: one
-    more attempt, and `next_attempt_at` moved past the task's time limit as a lease, so a second
-    job, the sweep or another worker does not send them meanwhile, and a job that dies leaves
-    them due again once the lease ends. Rows another claim holds are skipped."""
+    """Claims due pending deliveries (of `delivery_ids`, of `endpoint_ids`, when given) of
+    enabled endpoints: one more attempt, and `next_attempt_at` moved past the task's time limit
+    as a lease, so a second job, the sweep or another worker does not send them meanwhile, and a
+    job that dies leaves them due again once the lease ends. Rows another claim holds are
+    skipped."""
     now = timezone.now()
     with _bookkeeping_transaction():
         due = WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",)).filter(
@@ -245,6 +264,8 @@ def webhook_deliveries_claim(
         )
         if delivery_ids is not None:
             due = due.filter(pk__in=delivery_ids)
+        if endpoint_ids is not None:
+            due = due.filter(endpoint_id__in=endpoint_ids)
         claimed = list(due.select_related("event", "endpoint").order_by("next_attempt_at")[:limit])
         WebhookDelivery.objects.filter(pk__in=[delivery.pk for delivery in claimed]).update(
             attempts=F("attempts") + 1,
@@ -379,18 +400,67 @@ def _attempt(delivery: WebhookDelivery) -> Attempt:
     )
 
 
-def webhook_deliveries_send(*, delivery_ids: Sequence[str] | None = None) -> int:
-    """Claims due deliveries, sends them concurrently outside any transaction, and records the
-    outcomes; returns how many were attempted."""
-    claimed = webhook_deliveries_claim(
-        delivery_ids=delivery_ids, limit=settings.WEBHOOK_TASK_CHUNK_SIZE
+def _in_burst(endpoint_ids: Collection[uuid.UUID]) -> bool:
+    """Whether the endpoints got an event less than BURST_QUIET ago while no other endpoint has
+    a due delivery waiting."""
+    now = timezone.now()
+    deliveries = WebhookDelivery.objects
+    return (
+        deliveries.filter(endpoint_id__in=endpoint_ids, created_at__gt=now - BURST_QUIET).exists()
+        and not deliveries.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+        .exclude(endpoint_id__in=endpoint_ids)
+        .exists()
     )
-    if not claimed:
-        return 0
-    # The pool's threads touch no database.
-    attempts = list(sending_pool().map(_attempt, claimed))
-    webhook_deliveries_record(outcomes=list(zip(claimed, attempts, strict=True)))
+
+
+def _burst_waited(delivery_ids: Sequence[str]) -> set[uuid.UUID]:
+    """Waits while the endpoints of the pending deliveries among `delivery_ids` are in a burst
+    (see BURST_QUIET), at most until BURST_HOLD_MAX after the oldest of them was written;
+    returns those endpoints, none when nothing is pending any more."""
+    pending = list(
+        WebhookDelivery.objects.filter(
+            pk__in=delivery_ids, status=DeliveryStatus.PENDING
+        ).values_list("endpoint_id", "created_at")
+    )
+    if not pending:
+        return set()
+    endpoint_ids = {endpoint_id for endpoint_id, _ in pending}
+    deadline = min(created_at for _, created_at in pending) + BURST_HOLD_MAX
+    while timezone.now() < deadline and _in_burst(endpoint_ids):
+        time.sleep(BURST_POLL_SECONDS)
+    return endpoint_ids
+
+
+def _send(claimed: list[WebhookDelivery]) -> int:
+    """Sends claimed deliveries concurrently outside any transaction and records the outcomes."""
+    if claimed:
+        # The pool's threads touch no database.
+        attempts = list(sending_pool().map(_attempt, claimed))
+        webhook_deliveries_record(outcomes=list(zip(claimed, attempts, strict=True)))
     return len(claimed)
+
+
+def webhook_deliveries_send(
+    *, delivery_ids: Sequence[str] | None = None, hold_bursts: bool = False
+) -> int:
+    """Sends due deliveries and records the outcomes; returns how many were attempted: one chunk
+    of `delivery_ids` (a job's), or of any due ones. `hold_bursts` (a worker that runs delivery
+    jobs only): first waits for the burst of their endpoints to end, then sends the job's and
+    the other due deliveries of their endpoints."""
+    chunk = settings.WEBHOOK_TASK_CHUNK_SIZE
+    if delivery_ids is None or not hold_bursts:
+        return _send(webhook_deliveries_claim(delivery_ids=delivery_ids, limit=chunk))
+    endpoint_ids = _burst_waited(delivery_ids)
+    if not endpoint_ids:
+        return 0
+    sent = _send(webhook_deliveries_claim(delivery_ids=delivery_ids, limit=chunk))
+    stop = time.monotonic() + BURST_SENDING_SECONDS
+    while time.monotonic() < stop:
+        claimed = webhook_deliveries_claim(endpoint_ids=endpoint_ids, limit=chunk)
+        if not claimed:
+            break
+        sent += _send(claimed)
+    return sent
 
 
 def webhook_deliveries_sweep() -> int:

@@ -2,11 +2,14 @@
 transaction and delivered by workers outside any transaction, at least once per subscribed
 endpoint."""
 
+import json
 import random
+import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +29,20 @@ from webhooks.sending import Attempt, attempt_send, delivery_client, sending_poo
 from webhooks.signing import secret_generate
 
 ROTATION_OVERLAP = timedelta(hours=24)
+# A burst of events for one endpoint (the settlements of a batch draining) is delivered once it
+# ends, not beside it, where sending competed with the settlements for the CPU and PostgreSQL. On
+# a worker that runs delivery jobs only (webhooks.tasks), a job waits while its endpoints' events
+# keep coming less than BURST_QUIET apart, at most until BURST_HOLD_MAX after its oldest delivery
+# was written, and never while another endpoint has due deliveries waiting. It then sends every
+# due delivery of those endpoints, so the jobs queued behind it find theirs sent. A delivery is
+# late by BURST_QUIET after the last event of its burst (a lone event too), by BURST_HOLD_MAX at
+# most.
+BURST_QUIET = timedelta(milliseconds=500)
+BURST_HOLD_MAX = timedelta(seconds=5)
+BURST_POLL_SECONDS = 0.1
+# How long a job goes on sending its endpoints' other due deliveries, well within the task's
+# time limit even with slow receivers; what is left is sent by its own jobs.
+BURST_SENDING_SECONDS = 60
 DISABLED_BY_API = "disabled through the API"
 DISABLED_GONE = "the receiver answered 410 Gone"
 DISABLED_FAILING = "every delivery failed for 5 days"
@@ -107,7 +124,7 @@ def webhook_events_record(
     inside the transaction of the change the events report, so they commit or roll back with
     it. Delivery is queued once that transaction commits. One SELECT when the organization has
     no enabled endpoint (`events` may be lazy: it is consumed only when there is one; a callable
-    is given the subscribed types), three statements otherwise, whatever the number of events."""
+    is given the subscribed types), two statements otherwise, whatever the number of events."""
     if not connection.in_atomic_block:
         raise RuntimeError("webhook_events_record must run inside the change's transaction.")
     endpoints = list(
@@ -121,25 +138,78 @@ def webhook_events_record(
         # The caller renders only the types some endpoint subscribes to.
         events = events(frozenset(t for endpoint in endpoints for t in endpoint.events))
     now = timezone.now()
-    written, deliveries = [], []
+    written = []
     for event_type, data in events:
         if event_type not in EVENT_TYPES:
             raise ValueError(f"Unknown webhook event type {event_type!r}.")
-        event = WebhookEvent(
-            organization_id=organization_id, type=event_type, payload=data, created_at=now
-        )
-        subscribers = [endpoint for endpoint in endpoints if event_type in endpoint.events]
-        if subscribers:
-            written.append(event)
-            deliveries += [
-                WebhookDelivery(event=event, endpoint=endpoint, next_attempt_at=now, created_at=now)
-                for endpoint in subscribers
-            ]
-    if deliveries:
-        WebhookEvent.objects.bulk_create(written)
-        WebhookDelivery.objects.bulk_create(deliveries)
-        enqueue_deliveries_on_commit([delivery.pk for delivery in deliveries])
+        if any(event_type in endpoint.events for endpoint in endpoints):
+            written.append(
+                WebhookEvent(
+                    organization_id=organization_id, type=event_type, payload=data, created_at=now
+                )
+            )
+    if written:
+        subscriptions = [(endpoint.pk, t) for endpoint in endpoints for t in endpoint.events]
+        enqueue_deliveries_on_commit(_outbox_write(written, subscriptions, now))
     return written
+
+
+_OUTBOX_INSERT = """
+WITH event AS (
+    INSERT INTO webhooks_webhookevent (id, organization_id, type, payload, created_at)
+    SELECT (e ->> 'id')::uuid, %(organization)s, e ->> 'type', e -> 'payload', %(now)s
+    FROM jsonb_array_elements(%(events)s::jsonb) AS e
+    RETURNING id, type
+)
+INSERT INTO webhooks_webhookdelivery
+    (id, event_id, endpoint_id, status, attempts, error, next_attempt_at, created_at)
+SELECT gen_random_uuid(), event.id, subscription.endpoint_id, %(pending)s, 0, '', %(now)s, %(now)s
+FROM event JOIN (
+    SELECT (s ->> 0)::uuid AS endpoint_id, s ->> 1 AS type
+    FROM jsonb_array_elements(%(subscriptions)s::jsonb) AS s
+) AS subscription USING (type)
+RETURNING id
+"""
+
+
+def _outbox_write(
+    events: Sequence[WebhookEvent],
+    subscriptions: Sequence[tuple[uuid.UUID, str]],
+    now: datetime,
+) -> list[uuid.UUID]:
+    """Inserts the events and a pending delivery per event and endpoint subscribed to its type
+    (`subscriptions`: endpoint, type); returns the deliveries' ids. It runs in the settlement's
+    transaction, under the organization's credit row lock, so on PostgreSQL in one statement,
+    the events passed as one JSON document: measured on 40 settlements of 25 enrichments, the
+    recording less the rendering took 1.8-2.2 ms of the worker's CPU per settlement, against
+    ~6 ms with two bulk_create (4.5 ms of it, their per-value quoting). Elsewhere (the SQLite
+    of `make run`) bulk_create."""
+    if connection.vendor != "postgresql":
+        WebhookEvent.objects.bulk_create(events)
+        deliveries = WebhookDelivery.objects.bulk_create(
+            WebhookDelivery(
+                event=event, endpoint_id=endpoint_id, next_attempt_at=now, created_at=now
+            )
+            for event in events
+            for endpoint_id, event_type in subscriptions
+            if event_type == event.type
+        )
+        return [delivery.pk for delivery in deliveries]
+    document = [
+        {"id": str(event.pk), "type": event.type, "payload": event.payload} for event in events
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _OUTBOX_INSERT,
+            {
+                "organization": events[0].organization_id,
+                "now": now,
+                "events": json.dumps(document),
+                "subscriptions": json.dumps([[str(pk), t] for pk, t in subscriptions]),
+                "pending": DeliveryStatus.PENDING.value,
+            },
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def webhook_delivery_retry(*, delivery: WebhookDelivery) -> WebhookDelivery:
@@ -160,20 +230,42 @@ def webhook_delivery_retry(*, delivery: WebhookDelivery) -> WebhookDelivery:
 # --- Worker side ------------------------------------------------------------------------------
 
 
-def webhook_deliveries_claim(
-    *, delivery_ids: Sequence[str] | None = None, limit: int
-) -> list[WebhookDelivery]:
-    """Claims due pending deliveries (of `delivery_ids` when given) of enabled endpoints: one
-    more attempt, and `next_attempt_at` moved past the task's time limit as a lease, so a second
-    job, the sweep or another worker does not send them meanwhile, and a job that dies leaves
-    them due again once the lease ends. Rows another claim holds are skipped."""
-    now = timezone.now()
+@contextmanager
+def _bookkeeping_transaction() -> Iterator[None]:
+    """A transaction of the delivery worker's own bookkeeping (claims and outcomes), committed
+    without waiting for its WAL flush. Waiting would put two flushes per job (a commit took
+    3.2 ms with its flush on this 2-core machine, 0.26 ms without) in the queue of the
+    settlements' flushes, which they wait for while holding the organization's credit row
+    lock. A PostgreSQL crash may lose the last fraction of a second of this bookkeeping, never
+    more: those deliveries are then sent once more, as at-least-once allows, and nothing else
+    depends on them (no outbox row is written here)."""
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
+
+
+def webhook_deliveries_claim(
+    *,
+    delivery_ids: Sequence[str] | None = None,
+    endpoint_ids: Collection[uuid.UUID] | None = None,
+    limit: int,
+) -> list[WebhookDelivery]:
+    """Claims due pending deliveries (of `delivery_ids`, of `endpoint_ids`, when given) of
+    enabled endpoints: one more attempt, and `next_attempt_at` moved past the task's time limit
+    as a lease, so a second job, the sweep or another worker does not send them meanwhile, and a
+    job that dies leaves them due again once the lease ends. Rows another claim holds are
+    skipped."""
+    now = timezone.now()
+    with _bookkeeping_transaction():
         due = WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",)).filter(
             status=DeliveryStatus.PENDING, next_attempt_at__lte=now, endpoint__disabled=False
         )
         if delivery_ids is not None:
             due = due.filter(pk__in=delivery_ids)
+        if endpoint_ids is not None:
+            due = due.filter(endpoint_id__in=endpoint_ids)
         claimed = list(due.select_related("event", "endpoint").order_by("next_attempt_at")[:limit])
         WebhookDelivery.objects.filter(pk__in=[delivery.pk for delivery in claimed]).update(
             attempts=F("attempts") + 1,
@@ -225,13 +317,10 @@ def webhook_deliveries_record(*, outcomes: Sequence[tuple[WebhookDelivery, Attem
         else:
             delivery.next_attempt_at = now + timedelta(seconds=delay)
             counted["failed_attempt"] += 1
-    with transaction.atomic():
+    with _bookkeeping_transaction():
         for outcome, amount in counted.items():
             count_on_commit(WEBHOOK_DELIVERIES, amount, outcome=outcome)
-        rows_update(
-            [delivery for delivery, _ in outcomes],
-            ["status", "status_code", "duration_ms", "error", "next_attempt_at", "delivered_at"],
-        )
+        _outcomes_write([delivery for delivery, _ in outcomes])
         endpoints = WebhookEndpoint.objects.filter(disabled=False)
         if succeeded:
             endpoints.filter(pk__in=succeeded, failing_since__isnull=False).update(
@@ -245,6 +334,43 @@ def webhook_deliveries_record(*, outcomes: Sequence[tuple[WebhookDelivery, Attem
             ).values_list("pk", flat=True)
             _endpoints_disable(list(stale), DISABLED_FAILING)
         _endpoints_disable(list(gone), DISABLED_GONE)
+
+
+OUTCOME_FIELDS = (
+    "status",
+    "status_code",
+    "duration_ms",
+    "error",
+    "next_attempt_at",
+    "delivered_at",
+)
+
+
+def _outcomes_write(deliveries: Sequence[WebhookDelivery]) -> None:
+    """Writes the outcome fields of a job's deliveries. On PostgreSQL in one UPDATE joined to
+    one array per column: measured on 1,000 deliveries in jobs of 25, it costs the database
+    backend a third less CPU than one UPDATE per row, and the worker 30 % less. Elsewhere (the
+    SQLite of `make run`) one UPDATE per row."""
+    if connection.vendor != "postgresql":
+        rows_update(deliveries, OUTCOME_FIELDS)
+        return
+    meta = WebhookDelivery._meta
+    fields = [meta.pk, *(meta.get_field(name) for name in OUTCOME_FIELDS)]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(f.column)} = outcome.{quote(f.column)}" for f in fields[1:])
+    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+    columns = ", ".join(quote(f.column) for f in fields)
+    pk = quote(meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(meta.db_table)} AS delivery SET {assignments}"
+            f" FROM unnest({arrays}) AS outcome({columns})"
+            f" WHERE delivery.{pk} = outcome.{pk}",
+            [
+                [f.get_db_prep_save(getattr(d, f.attname), connection) for d in deliveries]
+                for f in fields
+            ],
+        )
 
 
 def _endpoints_disable(endpoint_ids: list[uuid.UUID], reason: str) -> None:
@@ -274,18 +400,67 @@ def _attempt(delivery: WebhookDelivery) -> Attempt:
     )
 
 
-def webhook_deliveries_send(*, delivery_ids: Sequence[str] | None = None) -> int:
-    """Claims due deliveries, sends them concurrently outside any transaction, and records the
-    outcomes; returns how many were attempted."""
-    claimed = webhook_deliveries_claim(
-        delivery_ids=delivery_ids, limit=settings.WEBHOOK_TASK_CHUNK_SIZE
+def _in_burst(endpoint_ids: Collection[uuid.UUID]) -> bool:
+    """Whether the endpoints got an event less than BURST_QUIET ago while no other endpoint has
+    a due delivery waiting."""
+    now = timezone.now()
+    deliveries = WebhookDelivery.objects
+    return (
+        deliveries.filter(endpoint_id__in=endpoint_ids, created_at__gt=now - BURST_QUIET).exists()
+        and not deliveries.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+        .exclude(endpoint_id__in=endpoint_ids)
+        .exists()
     )
-    if not claimed:
-        return 0
-    # The pool's threads touch no database.
-    attempts = list(sending_pool().map(_attempt, claimed))
-    webhook_deliveries_record(outcomes=list(zip(claimed, attempts, strict=True)))
+
+
+def _burst_waited(delivery_ids: Sequence[str]) -> set[uuid.UUID]:
+    """Waits while the endpoints of the pending deliveries among `delivery_ids` are in a burst
+    (see BURST_QUIET), at most until BURST_HOLD_MAX after the oldest of them was written;
+    returns those endpoints, none when nothing is pending any more."""
+    pending = list(
+        WebhookDelivery.objects.filter(
+            pk__in=delivery_ids, status=DeliveryStatus.PENDING
+        ).values_list("endpoint_id", "created_at")
+    )
+    if not pending:
+        return set()
+    endpoint_ids = {endpoint_id for endpoint_id, _ in pending}
+    deadline = min(created_at for _, created_at in pending) + BURST_HOLD_MAX
+    while timezone.now() < deadline and _in_burst(endpoint_ids):
+        time.sleep(BURST_POLL_SECONDS)
+    return endpoint_ids
+
+
+def _send(claimed: list[WebhookDelivery]) -> int:
+    """Sends claimed deliveries concurrently outside any transaction and records the outcomes."""
+    if claimed:
+        # The pool's threads touch no database.
+        attempts = list(sending_pool().map(_attempt, claimed))
+        webhook_deliveries_record(outcomes=list(zip(claimed, attempts, strict=True)))
     return len(claimed)
+
+
+def webhook_deliveries_send(
+    *, delivery_ids: Sequence[str] | None = None, hold_bursts: bool = False
+) -> int:
+    """Sends due deliveries and records the outcomes; returns how many were attempted: one chunk
+    of `delivery_ids` (a job's), or of any due ones. `hold_bursts` (a worker that runs delivery
+    jobs only): first waits for the burst of their endpoints to end, then sends the job's and
+    the other due deliveries of their endpoints."""
+    chunk = settings.WEBHOOK_TASK_CHUNK_SIZE
+    if delivery_ids is None or not hold_bursts:
+        return _send(webhook_deliveries_claim(delivery_ids=delivery_ids, limit=chunk))
+    endpoint_ids = _burst_waited(delivery_ids)
+    if not endpoint_ids:
+        return 0
+    sent = _send(webhook_deliveries_claim(delivery_ids=delivery_ids, limit=chunk))
+    stop = time.monotonic() + BURST_SENDING_SECONDS
+    while time.monotonic() < stop:
+        claimed = webhook_deliveries_claim(endpoint_ids=endpoint_ids, limit=chunk)
+        if not claimed:
+            break
+        sent += _send(claimed)
+    return sent
 
 
 def webhook_deliveries_sweep() -> int:

@@ -7,15 +7,17 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from werkzeug import Response
 
 from tests.webhooks.conftest import HOOK_PATH, make_due, record_events, verified_body
 from webhooks.events import ENRICHMENT_BATCH_COMPLETED, ENRICHMENT_COMPLETED
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from webhooks.sending import Attempt
 from webhooks.services import (
     webhook_deliveries_claim,
+    webhook_deliveries_record,
     webhook_deliveries_send,
     webhook_endpoint_create,
     webhook_endpoint_rotate_secret,
@@ -261,7 +263,7 @@ def test_an_unknown_event_type_is_a_programming_error(tenant, make_endpoint):
     assert not WebhookDelivery.objects.exists()
 
 
-def test_recording_costs_one_select_without_endpoints_and_three_statements_with_them(
+def test_recording_costs_one_select_without_endpoints_and_two_statements_with_them(
     tenant, make_endpoint, django_assert_num_queries
 ):
     never_consumed = (pytest.fail("rendered without a subscriber") for _ in range(1))
@@ -270,7 +272,8 @@ def test_recording_costs_one_select_without_endpoints_and_three_statements_with_
     make_endpoint(tenant.organization)
     make_endpoint(tenant.organization)
     for count in (1, 200):
-        with transaction.atomic(), django_assert_num_queries(3):
+        # The endpoints' SELECT; the events and their deliveries inserted together.
+        with transaction.atomic(), django_assert_num_queries(2):
             record_events_inline = webhook_events_record(
                 organization_id=tenant.organization.pk,
                 events=[(ENRICHMENT_COMPLETED, {"n": n}) for n in range(count)],
@@ -287,6 +290,58 @@ def test_a_claimed_delivery_is_not_sent_again_until_its_lease_ends(tenant, make_
     claimed.refresh_from_db()
     assert claimed.status == DeliveryStatus.PENDING and claimed.attempts == 1
     assert claimed.next_attempt_at > timezone.now() + timedelta(seconds=200)
+
+
+def synchronous_commit() -> str:
+    """The setting of the transaction the test runs in (SET LOCAL lasts until its end)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+def test_the_outbox_write_commits_durably(tenant, make_endpoint):
+    make_endpoint(tenant.organization)
+    record_events(tenant.organization)
+    assert synchronous_commit() == "on"
+
+
+def test_claims_commit_without_waiting_for_the_wal_flush(tenant, make_endpoint):
+    make_endpoint(tenant.organization)
+    record_events(tenant.organization)
+    assert len(webhook_deliveries_claim(limit=10)) == 1
+    assert synchronous_commit() == "off"
+
+
+def test_outcomes_commit_without_waiting_for_the_wal_flush(tenant, make_endpoint):
+    make_endpoint(tenant.organization)
+    record_events(tenant.organization)
+    [delivery] = WebhookDelivery.objects.select_related("endpoint")
+    webhook_deliveries_record(outcomes=[(delivery, Attempt(204, 3, ""))])
+    assert synchronous_commit() == "off"
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED
+
+
+def test_a_jobs_outcomes_are_written_in_one_statement_whatever_their_number(
+    tenant, make_endpoint, django_assert_num_queries
+):
+    """The savepoint, the asynchronous commit, the deliveries' UPDATE, the endpoint's failure
+    clock stopped, the release."""
+    make_endpoint(tenant.organization)
+    for count in (1, 30):
+        record_events(tenant.organization, count=count)
+        deliveries = list(WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING))
+        assert len(deliveries) == count
+        with django_assert_num_queries(5):
+            webhook_deliveries_record(
+                outcomes=[(delivery, Attempt(204, n, "")) for n, delivery in enumerate(deliveries)]
+            )
+        written = WebhookDelivery.objects.filter(pk__in=[d.pk for d in deliveries])
+        assert sorted(written.values_list("status", "status_code", "duration_ms", "error")) == [
+            ("delivered", 204, n, "") for n in range(count)
+        ]
+        assert not written.filter(delivered_at__isnull=True).exists()
+        assert not written.filter(next_attempt_at__isnull=False).exists()
 
 
 @pytest.fixture

@@ -65,8 +65,7 @@ class ProviderHttp:
         # The client first: building it (an SSL context) takes long enough that a slot taken
         # before would be spent late, inside the provider's window of the next one.
         client = self.client()
-        if self.limiter.acquire() > 0:
-            Circuit(self.config.name).refuse_if_opened()
+        self.limiter.acquire(before_sending=Circuit(self.config.name).refuse_if_opened)
         try:
             return client.request(method, path, params=params, json=json)
         except httpx.TimeoutException as error:

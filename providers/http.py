@@ -11,6 +11,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from django.conf import settings
 
 from providers.base import PermanentProviderError, ProviderConfig, TransientProviderError
 from providers.circuit import Circuit
@@ -48,6 +49,12 @@ class ProviderHttp:
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             follow_redirects=False,
+            # Every lookup thread of the process keeps its connection between requests: past
+            # httpx's default of 20 kept alive, each request would open and close one.
+            limits=httpx.Limits(
+                max_connections=None,
+                max_keepalive_connections=settings.ENRICHMENT_PROVIDER_CONCURRENCY,
+            ),
         )
 
     def request(

@@ -81,6 +81,25 @@ def test_a_pause_holds_every_limiter_of_the_provider() -> None:
     assert time.monotonic() - started >= 0.95
 
 
+@pytest.mark.parametrize("storage", ["redis", "memory://"])
+def test_a_pause_voids_the_slots_already_reserved_after_it(storage: str) -> None:
+    url = settings.PROVIDERS_RATE_LIMIT_STORAGE_URL if storage == "redis" else storage
+    with override_settings(PROVIDERS_RATE_LIMIT_STORAGE_URL=url):
+        limiter = RateLimiter(_name(), "2/second", max_wait=5)
+        limiter.acquire()
+        granted: list[float] = []
+        # Reserves the next slot, half a second away, and sleeps until it.
+        waiting = threading.Thread(target=lambda: granted.append(_granted(limiter, 1)[0]))
+        waiting.start()
+        time.sleep(0.1)
+
+        paused_at = time.monotonic()
+        limiter.pause(1.0)
+        waiting.join()
+
+    assert granted[0] - paused_at >= 0.95
+
+
 def test_a_waiting_lookup_does_not_hold_up_another_providers_lookup() -> None:
     busy = RateLimiter(_name(), "1/second", max_wait=5)
     free = RateLimiter(_name(), "1/second", max_wait=5)

@@ -67,8 +67,8 @@ class ProviderHttp:
     ) -> httpx.Response:
         """Waits for a rate-limit slot, then sends. Raises TransientProviderError on a timeout or a
         connection error; every HTTP answer, error statuses included, is returned to the adapter
-        to classify. A request that had to wait for its slot is not sent when the provider's
-        circuit opened meanwhile (raises ProviderUnavailable)."""
+        to classify. A request that waited for its slot (longer than the limiter's check lead)
+        is not sent when the provider's circuit opened meanwhile (raises ProviderUnavailable)."""
         # The client first: building it (an SSL context) takes long enough that a slot taken
         # before would be spent late, inside the provider's window of the next one.
         client = self.client()

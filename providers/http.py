@@ -11,6 +11,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from django.conf import settings
 
 from providers.base import PermanentProviderError, ProviderConfig, TransientProviderError
 from providers.circuit import Circuit
@@ -48,6 +49,12 @@ class ProviderHttp:
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             follow_redirects=False,
+            # Every lookup thread of the process keeps its connection between requests: past
+            # httpx's default of 20 kept alive, each request would open and close one.
+            limits=httpx.Limits(
+                max_connections=None,
+                max_keepalive_connections=settings.ENRICHMENT_PROVIDER_CONCURRENCY,
+            ),
         )
 
     def request(
@@ -60,13 +67,12 @@ class ProviderHttp:
     ) -> httpx.Response:
         """Waits for a rate-limit slot, then sends. Raises TransientProviderError on a timeout or a
         connection error; every HTTP answer, error statuses included, is returned to the adapter
-        to classify. A request that had to wait for its slot is not sent when the provider's
-        circuit opened meanwhile (raises ProviderUnavailable)."""
+        to classify. A request that waited for its slot (longer than the limiter's check lead)
+        is not sent when the provider's circuit opened meanwhile (raises ProviderUnavailable)."""
         # The client first: building it (an SSL context) takes long enough that a slot taken
         # before would be spent late, inside the provider's window of the next one.
         client = self.client()
-        if self.limiter.acquire() > 0:
-            Circuit(self.config.name).refuse_if_opened()
+        self.limiter.acquire(before_sending=Circuit(self.config.name).refuse_if_opened)
         try:
             return client.request(method, path, params=params, json=json)
         except httpx.TimeoutException as error:

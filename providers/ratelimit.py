@@ -1,38 +1,216 @@
-"""A provider's rate limits, shared by every worker process and host through Redis (the
-`limits` library's moving windows), or per process when no Redis is configured. A lookup waits on
-its own thread for a free slot in every window instead of sending a request the provider would
-refuse; a "slow down" answer pauses the provider for everyone until its Retry-After/reset time."""
+"""A provider's rate limits, shared by every worker process and host through Redis, or per process
+when no Redis is configured. Each acquire reserves the next free send time in one atomic step (a
+Lua script, one round trip) and the lookup's thread sleeps until exactly then: no polling, and
+however many threads or processes wait, each wakes alone at its own slot. A send time honours
+every window as a moving window (at most N sends in any T seconds, counted over the reserved send
+times), and sends are spread at the shortest window's pace (T/N apart) rather than released in
+bursts that all free at once. A "slow down" answer pauses the provider for everyone until its
+Retry-After/reset time."""
 
 import os
-import random
+import threading
 import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
+from typing import Protocol
 
+import redis
 from django.conf import settings
-from django.core.cache import caches
 from limits import RateLimitItem, parse_many
-from limits.storage import Storage, storage_from_string
-from limits.strategies import MovingWindowRateLimiter
 
 from providers.base import RateLimitWait
 
-# Waiters for the same slot wake a little apart, so they do not all retry at once.
-_JITTER_SECONDS = 0.02
-# A freed slot is taken this much later than the window says: the provider counts a request when
-# it arrives, some time after the slot was counted here, and that time varies (a burst's requests
-# arrive later than a lone one's), so a slot taken the instant it frees can land inside the
-# provider's window of the request that freed it.
+# A window's slot is given this much later than T after the send that frees it: the provider
+# counts a request when it arrives, some time after its send time here, and that time varies (a
+# thread woken late, a busy core), so a request sent exactly T after another may reach the
+# provider less than T after it.
 _MARGIN_SECONDS = 0.05
+# A lookup that waits longer than this checks, this long before its slot, that no "slow down"
+# pause voided it and that the provider's circuit is still closed, so that neither round trip
+# makes it late. A slot closer than this is as good as sent already.
+CHECK_LEAD_SECONDS = 0.02
+_KEY_PREFIX = "ratelimit:"
+
+# KEYS[1]: the provider's pause (a key whose time to live is the pause), KEYS[2]: its pause count
+# (a pause voids the send times reserved after it), KEYS[3..]: each window's log of reserved send
+# times, newest first. ARGV: max_wait, the pace, the margin, then each window's limit and seconds,
+# shortest window first. Returns the wait (seconds, as a string: Lua numbers become integers),
+# whether the slot was reserved (not when the wait exceeds max_wait) and the pause count.
+_RESERVE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
+local max_wait, pace, margin = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local pauses = tonumber(redis.call('GET', KEYS[2]) or '0')
+local at = now
+local paused_ms = redis.call('PTTL', KEYS[1])
+if paused_ms > 0 then at = now + paused_ms / 1000 end
+for i = 3, #KEYS do
+  local limit, seconds = tonumber(ARGV[2 * i - 2]), tonumber(ARGV[2 * i - 1])
+  if i == 3 then
+    local last = redis.call('LINDEX', KEYS[i], 0)
+    if last then at = math.max(at, tonumber(last) + pace) end
+  end
+  if redis.call('LLEN', KEYS[i]) >= limit then
+    at = math.max(at, tonumber(redis.call('LINDEX', KEYS[i], limit - 1)) + seconds + margin)
+  end
+end
+local wait = at - now
+if wait > max_wait then return {tostring(wait), 0, pauses} end
+for i = 3, #KEYS do
+  local limit, seconds = tonumber(ARGV[2 * i - 2]), tonumber(ARGV[2 * i - 1])
+  redis.call('LPUSH', KEYS[i], string.format('%.6f', at))
+  redis.call('LTRIM', KEYS[i], 0, limit - 1)
+  redis.call('PEXPIRE', KEYS[i], math.ceil((wait + seconds + margin) * 1000))
+end
+return {tostring(wait), 1, pauses}
+"""
+
+# KEYS as above; ARGV[1]: the pause in milliseconds, ARGV[2]: the check lead in seconds. Never
+# shortens a longer pause. The send times reserved beyond the lead are forgotten: their lookups
+# see the new pause count before their slot and reserve again, after the pause.
+_PAUSE = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
+end
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], 86400)
+local clock = redis.call('TIME')
+local sent_by = tonumber(clock[1]) + tonumber(clock[2]) / 1e6 + tonumber(ARGV[2])
+for i = 3, #KEYS do
+  while true do
+    local newest = redis.call('LINDEX', KEYS[i], 0)
+    if not newest or tonumber(newest) <= sent_by then break end
+    redis.call('LPOP', KEYS[i])
+  end
+end
+"""
+
+
+@dataclass(frozen=True)
+class Window:
+    limit: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A reserved send time, `wait` seconds from the reservation; `pauses` is the provider's pause
+    count then (a later pause voids the slot). Not `reserved` when the wait exceeded max_wait."""
+
+    wait: float
+    reserved: bool
+    pauses: int
+
+
+class Schedule(Protocol):
+    """Where the send times of every provider are reserved."""
+
+    def reserve(self, name: str, windows: list[Window], max_wait: float) -> Slot: ...
+
+    def pause(self, name: str, windows: list[Window], seconds: float) -> None: ...
+
+    def pauses(self, name: str) -> int:
+        """How many pauses the provider had: a slot reserved before the last one is void."""
+
+    def reset(self) -> None:
+        """Forgets every reservation and pause (for tests and the bench)."""
+
+
+class RedisSchedule:
+    def __init__(self, url: str) -> None:
+        self._redis = redis.Redis.from_url(url)
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._pause = self._redis.register_script(_PAUSE)
+
+    def reserve(self, name: str, windows: list[Window], max_wait: float) -> Slot:
+        args: list[float] = [max_wait, _pace(windows), _MARGIN_SECONDS]
+        for window in windows:
+            args += [window.limit, window.seconds]
+        wait, reserved, pauses = self._reserve(keys=_keys(name, windows), args=args)
+        return Slot(wait=float(wait), reserved=bool(reserved), pauses=int(pauses))
+
+    def pause(self, name: str, windows: list[Window], seconds: float) -> None:
+        milliseconds = max(round(seconds * 1000), 1)
+        self._pause(keys=_keys(name, windows), args=[milliseconds, CHECK_LEAD_SECONDS])
+
+    def pauses(self, name: str) -> int:
+        return int(self._redis.get(_keys(name, [])[1]) or 0)
+
+    def reset(self) -> None:
+        for key in self._redis.scan_iter(match=f"{_KEY_PREFIX}*"):
+            self._redis.delete(key)
+
+
+class LocalSchedule:
+    """The same reservations within one process, for a deployment without Redis."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sends: dict[tuple[str, Window], deque[float]] = {}
+        self._paused_until: dict[str, float] = {}
+        self._pauses: dict[str, int] = {}
+
+    def reserve(self, name: str, windows: list[Window], max_wait: float) -> Slot:
+        with self._lock:
+            now = time.monotonic()
+            pauses = self._pauses.get(name, 0)
+            at = max(now, self._paused_until.get(name, 0.0))
+            logs = self._logs(name, windows)
+            if logs and logs[0]:
+                at = max(at, logs[0][-1] + _pace(windows))
+            for window, log in zip(windows, logs, strict=True):
+                if len(log) == window.limit:
+                    at = max(at, log[0] + window.seconds + _MARGIN_SECONDS)
+            if at - now > max_wait:
+                return Slot(wait=at - now, reserved=False, pauses=pauses)
+            for log in logs:
+                log.append(at)
+            return Slot(wait=at - now, reserved=True, pauses=pauses)
+
+    def pause(self, name: str, windows: list[Window], seconds: float) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._paused_until[name] = max(self._paused_until.get(name, 0.0), now + seconds)
+            self._pauses[name] = self._pauses.get(name, 0) + 1
+            for log in self._logs(name, windows):
+                while log and log[-1] > now + CHECK_LEAD_SECONDS:
+                    log.pop()
+
+    def pauses(self, name: str) -> int:
+        with self._lock:
+            return self._pauses.get(name, 0)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._sends.clear()
+            self._paused_until.clear()
+            self._pauses.clear()
+
+    def _logs(self, name: str, windows: list[Window]) -> list[deque[float]]:
+        return [self._sends.setdefault((name, w), deque(maxlen=w.limit)) for w in windows]
+
+
+def _pace(windows: list[Window]) -> float:
+    """The least time between two sends: the shortest window's slots spread evenly over it."""
+    return windows[0].seconds / windows[0].limit if windows else 0.0
+
+
+def _keys(name: str, windows: list[Window]) -> list[str]:
+    prefix = f"{_KEY_PREFIX}{name}:"
+    logs = [f"{prefix}{window.limit}/{window.seconds}" for window in windows]
+    return [f"{prefix}pause", f"{prefix}pauses", *logs]
 
 
 @cache
-def _storage(url: str, pid: int) -> Storage:
+def _schedule(url: str, pid: int) -> Schedule:
     # One connection pool per process, created after the fork (the pid is part of the key).
-    return storage_from_string(url)
+    return LocalSchedule() if url.startswith("memory://") else RedisSchedule(url)
 
 
-def rate_limit_storage() -> Storage:
-    return _storage(settings.PROVIDERS_RATE_LIMIT_STORAGE_URL, os.getpid())
+def rate_limit_schedule() -> Schedule:
+    return _schedule(settings.PROVIDERS_RATE_LIMIT_STORAGE_URL, os.getpid())
 
 
 def parse_rate_limit(text: str) -> list[RateLimitItem]:
@@ -44,44 +222,34 @@ class RateLimiter:
     def __init__(self, name: str, rate_limit: str, *, max_wait: float | None = None) -> None:
         self.name = name
         self.items = parse_rate_limit(rate_limit)
+        self.windows = [Window(item.amount, item.get_expiry()) for item in self.items]
         self.max_wait = settings.ENRICHMENT_PROVIDER_MAX_WAIT if max_wait is None else max_wait
-        self._pause_key = f"pause:{name}"
 
-    def acquire(self) -> float:
-        """Blocks the calling thread until every window has room, takes one slot in each, and
-        returns the seconds waited (0 when there was room at once). When the wait would exceed
-        `max_wait`, raises a transient error with `retry_after` instead, so the lookup is retried
-        later rather than hold a thread for long."""
+    def acquire(self, before_sending: Callable[[], None] | None = None) -> float:
+        """Blocks the calling thread until its reserved send time, and returns the seconds waited
+        (0 when there was room at once). A lookup that waits long calls `before_sending` shortly
+        before its slot (e.g. to give up when the provider's circuit opened meanwhile). When the
+        wait would exceed `max_wait`, raises a transient error with `retry_after` instead, so the
+        lookup is retried later rather than hold a thread for long."""
+        schedule = rate_limit_schedule()
         started = time.monotonic()
-        slept = False
         while True:
-            wait = self._wait_needed()
-            if wait <= 0:
-                return time.monotonic() - started if slept else 0.0
             waited = time.monotonic() - started
-            if waited + wait > self.max_wait:
-                raise RateLimitWait(retry_after=wait)
-            time.sleep(wait + _MARGIN_SECONDS + random.uniform(0, _JITTER_SECONDS))
-            slept = True
+            slot = schedule.reserve(self.name, self.windows, max(self.max_wait - waited, 0.0))
+            if not slot.reserved:
+                raise RateLimitWait(retry_after=slot.wait)
+            if slot.wait <= 0:
+                return waited
+            send_at = time.monotonic() + slot.wait
+            if slot.wait > CHECK_LEAD_SECONDS:
+                time.sleep(slot.wait - CHECK_LEAD_SECONDS)
+                if schedule.pauses(self.name) != slot.pauses:
+                    continue  # A "slow down" voided the slot: take one after the pause.
+                if before_sending is not None:
+                    before_sending()
+            time.sleep(max(send_at - time.monotonic(), 0.0))
+            return time.monotonic() - started
 
     def pause(self, seconds: float) -> None:
         """Nobody sends to this provider for `seconds` (its own "slow down" hint)."""
-        until = time.time() + seconds
-        store = caches["providers"]
-        if (store.get(self._pause_key) or 0) < until:
-            store.set(self._pause_key, until, timeout=int(seconds) + 1)
-
-    def _wait_needed(self) -> float:
-        now = time.time()
-        paused_until = caches["providers"].get(self._pause_key) or 0
-        if paused_until > now:
-            return paused_until - now
-        strategy = MovingWindowRateLimiter(rate_limit_storage())
-        for item in self.items:
-            if not strategy.test(item, self.name):
-                return max(strategy.get_window_stats(item, self.name).reset_time - now, 0.001)
-        # Shortest window first: a slot lost to a race in a later window is the cheapest one.
-        for item in self.items:
-            if not strategy.hit(item, self.name):
-                return max(strategy.get_window_stats(item, self.name).reset_time - now, 0.001)
-        return 0
+        rate_limit_schedule().pause(self.name, self.windows, seconds)

@@ -63,3 +63,12 @@ def provider_names_configured() -> list[str]:
             except LookupError:
                 names.append(entry)
     return list(dict.fromkeys(names))
+
+
+def http_clients_open(**kwargs: Any) -> None:
+    """A worker_process_init receiver: a worker process builds every configured provider's HTTP
+    client (an SSL context, httpx's first imports) when it starts, after the fork, rather than in
+    its first lookups, whose rate-limit slots would be spent late meanwhile."""
+    for entries in settings.ENRICHMENT_PROVIDERS.values():
+        for entry in entries:
+            adapter(entry).http.client()

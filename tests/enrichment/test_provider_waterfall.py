@@ -34,7 +34,7 @@ from providers.base import FoundValue
 from providers.calls import provider_calls_flush, recorder
 from providers.circuit import OPEN, Circuit
 from providers.models import ProviderCall
-from providers.ratelimit import rate_limit_storage
+from providers.ratelimit import rate_limit_schedule
 from tests.enrichment.conftest import (
     assert_ledger_invariants,
     request_enrichments,
@@ -62,7 +62,7 @@ def providers_served(httpserver: HTTPServer, monkeypatch, settings) -> Iterator[
     monkeypatch.setenv("PDL_RATE_LIMIT", "1000/second")
     settings.ENRICHMENT_PROVIDERS = {"emails": ["hunter", "pdl"], "phones": ["sandbox"]}
     caches["providers"].clear()
-    rate_limit_storage().reset()
+    rate_limit_schedule().reset()
     recorder.flush()
     registry.adapter.cache_clear()
     yield httpserver

@@ -12,7 +12,7 @@ from pytest_httpserver import HTTPServer
 from providers import registry
 from providers.base import Adapter, ProviderConfig
 from providers.calls import recorder
-from providers.ratelimit import rate_limit_storage
+from providers.ratelimit import rate_limit_schedule
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # A key no answer, URL or log line may ever show.
@@ -23,7 +23,7 @@ API_KEY = "sk-live-7f3a9c1e5b2d4f60a8e1c3b5d7f9a2c4"
 def fresh_provider_state() -> Iterator[None]:
     """Circuits, pauses and rate-limit windows live in Redis (this suite's db): none carry over."""
     caches["providers"].clear()
-    rate_limit_storage().reset()
+    rate_limit_schedule().reset()
     registry.adapter.cache_clear()
     recorder._buffer.clear()
     yield

@@ -7,6 +7,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +19,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from providers import registry
 from providers.adapters.apollo import ApolloAdapter
 from providers.adapters.dropcontact import DropcontactAdapter
 from providers.adapters.hunter import HunterAdapter
@@ -62,6 +66,7 @@ def test_key_travels_only_in_the_documented_header_and_never_in_logs_or_errors(
         status=status,
     )
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # Quiet by default; a deployment may not be.
 
     with pytest.raises(ProviderError) as raised:
         _ask(make_adapter(cls))
@@ -148,8 +153,13 @@ def test_one_client_per_process_reused_and_renewed_after_a_fork(make_adapter) ->
     assert http.client() is parent_client
 
 
-def test_requests_of_a_process_reuse_one_connection(make_adapter) -> None:
-    """Against a keep-alive (HTTP/1.1) server: three lookups, one TCP connection."""
+@contextmanager
+def _keep_alive_server(
+    latency: float = 0.0,
+) -> Iterator[tuple[HunterAdapter, list[tuple[str, int]]]]:
+    """A keep-alive (HTTP/1.1) server answering "not found" after `latency` seconds, and a Hunter
+    adapter pointed at it; yields the adapter and the client address (the connection) of every
+    request."""
     peers: list[tuple[str, int]] = []
 
     class KeepAlive(BaseHTTPRequestHandler):
@@ -157,6 +167,7 @@ def test_requests_of_a_process_reuse_one_connection(make_adapter) -> None:
 
         def do_GET(self) -> None:
             peers.append(self.client_address)
+            time.sleep(latency)
             body = b'{"data": {"email": null}}'
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -168,6 +179,7 @@ def test_requests_of_a_process_reuse_one_connection(make_adapter) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         config = ProviderConfig(
@@ -176,15 +188,50 @@ def test_requests_of_a_process_reuse_one_connection(make_adapter) -> None:
             base_url=f"http://127.0.0.1:{server.server_port}",
             timeout=5.0,
         )
-        adapter = HunterAdapter(config)
-        for _ in range(3):
-            adapter.lookup(SUBJECT, "emails")
+        yield HunterAdapter(config), peers
     finally:
         server.shutdown()
         server.server_close()
 
+
+def test_requests_of_a_process_reuse_one_connection() -> None:
+    with _keep_alive_server() as (adapter, peers):
+        for _ in range(3):
+            adapter.lookup(SUBJECT, "emails")
+
     assert len(peers) == 3
     assert len(set(peers)) == 1
+
+
+def test_every_lookup_thread_of_a_process_keeps_its_connection() -> None:
+    threads, rounds = 40, 3
+    # The latency keeps every thread's request in flight at once.
+    with _keep_alive_server(latency=0.1) as (adapter, peers):
+        together = threading.Barrier(threads)
+
+        def look_up(_: int) -> None:
+            for _ in range(rounds):
+                together.wait()  # All at once, as a job's lookups are.
+                adapter.lookup(SUBJECT, "emails")
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(look_up, range(threads)))
+
+    assert len(peers) == threads * rounds
+    # httpx keeps 20 connections alive by default: past them, a request opens a new one.
+    assert len(set(peers)) <= threads
+
+
+def test_a_worker_process_builds_the_configured_providers_clients_when_it_starts(
+    monkeypatch, settings
+) -> None:
+    monkeypatch.setenv("HUNTER_API_KEY", API_KEY)
+    settings.ENRICHMENT_PROVIDERS = {"emails": ["hunter"], "phones": ["sandbox"]}
+
+    registry.http_clients_open()  # worker_process_init's receiver
+
+    assert registry.adapter("hunter").http._client is not None
+    assert registry.adapter("sandbox").http._client is not None
 
 
 @pytest.mark.parametrize(

@@ -34,13 +34,15 @@ def test_limiter_counts_in_redis_when_the_broker_is_redis() -> None:
     assert settings.PROVIDERS_RATE_LIMIT_STORAGE_URL.startswith("redis://")
 
 
-def test_a_full_window_makes_the_lookup_wait_for_the_next_slot() -> None:
+def test_a_window_s_slots_are_spread_over_it_and_a_full_window_waits_for_the_next() -> None:
     limiter = RateLimiter(_name(), "2/second", max_wait=5)
 
     times = _granted(limiter, 3)
 
-    assert times[1] - times[0] < 0.2
-    assert times[2] - times[0] >= 0.95
+    # Half a second apart (the window's pace), not both at once.
+    assert 0.45 <= times[1] - times[0] < 0.8
+    # The first send frees its slot one second (and the margin) after it.
+    assert times[2] - times[0] >= 1.0
 
 
 def test_every_window_is_honoured_the_longer_one_too() -> None:
@@ -79,6 +81,25 @@ def test_a_pause_holds_every_limiter_of_the_provider() -> None:
     assert time.monotonic() - started >= 0.95
 
 
+@pytest.mark.parametrize("storage", ["redis", "memory://"])
+def test_a_pause_voids_the_slots_already_reserved_after_it(storage: str) -> None:
+    url = settings.PROVIDERS_RATE_LIMIT_STORAGE_URL if storage == "redis" else storage
+    with override_settings(PROVIDERS_RATE_LIMIT_STORAGE_URL=url):
+        limiter = RateLimiter(_name(), "2/second", max_wait=5)
+        limiter.acquire()
+        granted: list[float] = []
+        # Reserves the next slot, half a second away, and sleeps until it.
+        waiting = threading.Thread(target=lambda: granted.append(_granted(limiter, 1)[0]))
+        waiting.start()
+        time.sleep(0.1)
+
+        paused_at = time.monotonic()
+        limiter.pause(1.0)
+        waiting.join()
+
+    assert granted[0] - paused_at >= 0.95
+
+
 def test_a_waiting_lookup_does_not_hold_up_another_providers_lookup() -> None:
     busy = RateLimiter(_name(), "1/second", max_wait=5)
     free = RateLimiter(_name(), "1/second", max_wait=5)
@@ -103,47 +124,70 @@ def test_a_waiting_lookup_does_not_hold_up_another_providers_lookup() -> None:
     assert done["busy"] - started >= 0.9
 
 
-def test_two_processes_together_never_exceed_the_limit() -> None:
-    name, limit, per_process = _name(), 5, 10
+def _granted_in_processes(
+    name: str, rate_limit: str, *, processes: int, threads: int, per_thread: int
+) -> list[float]:
+    """The grant times of `processes` processes of `threads` threads each taking `per_thread`
+    slots of the same provider's limit, sorted."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "enrichment_project.settings"}
     env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
-    processes = [
+    arguments = [name, rate_limit, str(per_thread), str(threads)]
+    running = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.providers.limiter_process",
-                name,
-                f"{limit}/second",
-                str(per_process),
-            ],
+            [sys.executable, "-m", "tests.providers.limiter_process", *arguments],
             stdout=subprocess.PIPE,
             env=env,
             cwd=settings.BASE_DIR,
         )
-        for _ in range(2)
+        for _ in range(processes)
     ]
-    granted = sorted(
-        t for process in processes for t in json.loads(process.communicate(timeout=60)[0])
+    return sorted(t for process in running for t in json.loads(process.communicate(timeout=60)[0]))
+
+
+def _busiest(granted: list[float], window: float) -> int:
+    """The most grants in any `window` seconds starting at a grant."""
+    return max(sum(1 for t in granted if start <= t < start + window) for start in granted)
+
+
+# The times are read in each process after its grant, so a loaded machine delays some of them:
+# a window is shortened by that much when counting, and twice the limit in it would still fail.
+_READ_DELAY = 0.15
+
+
+def test_two_processes_together_never_exceed_the_limit() -> None:
+    limit, per_process = 5, 10
+    granted = _granted_in_processes(
+        _name(), f"{limit}/second", processes=2, threads=1, per_thread=per_process
     )
 
     assert len(granted) == 2 * per_process
-    # In every one-second window starting at a grant, at most `limit` grants. The times are read
-    # in each process after its grant, so a loaded machine delays some of them: the window is
-    # shortened by that much, and 2 x limit grants in it would still fail.
-    window = 1 - 0.15
-    busiest = max(sum(1 for t in granted if start <= t < start + window) for start in granted)
-    assert busiest == limit
+    assert _busiest(granted, 1 - _READ_DELAY) == limit
     assert granted[-1] - granted[0] >= (2 * per_process / limit) - 1 - 0.05
+
+
+def test_many_waiting_threads_in_several_processes_are_paced_not_released_in_bursts() -> None:
+    limit, processes, threads, per_thread = 40, 3, 10, 4
+    granted = _granted_in_processes(
+        _name(), f"{limit}/second", processes=processes, threads=threads, per_thread=per_thread
+    )
+
+    assert len(granted) == processes * threads * per_thread
+    assert _busiest(granted, 1 - _READ_DELAY) <= limit
+    # A quarter of a second holds about a quarter of the limit (plus what late reads bunch up),
+    # where a moving window alone would grant the whole limit at once.
+    assert _busiest(granted, 0.25) <= limit // 4 + 5
+    assert granted[-1] - granted[0] >= len(granted) / limit - 1
 
 
 @override_settings(PROVIDERS_RATE_LIMIT_STORAGE_URL="memory://")
 def test_without_redis_the_limit_holds_per_process() -> None:
-    limiter = RateLimiter(_name(), "2/second", max_wait=0)
+    limiter = RateLimiter(_name(), "10/second;2/minute", max_wait=1)
     _granted(limiter, 2)
 
-    with pytest.raises(TransientProviderError):
+    with pytest.raises(TransientProviderError) as raised:
         limiter.acquire()
+
+    assert raised.value.retry_after > 55
 
 
 def test_rate_limit_notation_is_parsed_shortest_window_first() -> None:

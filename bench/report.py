@@ -90,8 +90,8 @@ class Target:
 SECTIONS = {
     "a": "a. Batch POST of 100 persons, one organization; baseline: pgbench running the "
     "endpoint's statements at the same concurrency",
-    "b": "b. Worker drain of 2,000 enrichments, first queued to last finished; baselines: "
-    "no-op Celery drain (same pool and concurrency), and the 0 ms drain",
+    "b": "b. Worker drain of 2,000 enrichments, first queued to last finished, at 0, 200 and "
+    "1,000 ms of sandbox latency; baselines: no-op Celery drain (same workers), and the 0 ms drain",
     "c": "c. Settlement on one credit row; baseline: pgbench running the settlement's statements "
     "at the worker's concurrency (ratio = share of the row's capacity used)",
     "d": "d. SQL statements of one batch request (deterministic: measured once); baseline: the "
@@ -101,7 +101,8 @@ SECTIONS = {
     "and 200 ms; baseline: the same drain without one",
     "f": "f. Worker drain of 2,000 enrichments, one organization, through the Hunter adapter over "
     "HTTP to a local fake Hunter; baselines: its limit of 200 requests/s (at 200 ms), the requests "
-    "it received (refusals), and the sandbox's 0 ms drain (at 0 ms, no limits)",
+    "it received (refusals), the sandbox's 0 ms drain (at 0 ms, no limits), and the HTTP drain at "
+    "0 ms (at 200 and 1,000 ms, no limits)",
 }
 
 

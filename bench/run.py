@@ -57,7 +57,8 @@ SLOW_LATENCIES_MS = (SLOW_SANDBOX_MS, 1000)
 # (BENCH_WORKER_PROCESSES measures another layout, e.g. 1 with CELERY_WORKER_POOL=prefork).
 WORKER_PROCESSES = int(os.environ.get("BENCH_WORKER_PROCESSES", os.cpu_count() or 1))
 WARM_UP_TASKS = 200
-SETTLEMENTS_PER_CLIENT = 60
+# pgbench's settlements in all, shared by its clients (as many as the workers' job threads).
+SETTLEMENTS = 480
 # pgbench's settlement clients number their blocks from here, clear of the batch runs' blocks.
 SETTLEMENT_FIRST_BATCH = 500
 # Clients numbered from here own the blocks of the captured requests, clear of pgbench's clients.
@@ -96,6 +97,15 @@ TARGETS = [
     Target("HTTP drain at 200 ms vs the provider's limit", "f.200ms.rate", 0.9),
     Target("refusals by the provider per request, 200 ms", "f.200ms.refused", 0.005, at_most=True),
     Target("HTTP drain at 0 ms vs sandbox drain at 0 ms", "f.0ms.rate", 0.7),
+    *(
+        Target(
+            f"HTTP drain at {latency} ms vs HTTP drain at 0 ms, no limit",
+            f"f.{latency}ms.unlimited.rate",
+            0.8,
+            every_run=0.7,
+        )
+        for latency in SLOW_LATENCIES_MS
+    ),
     Target("statements, 100 new persons vs 1", "d.new", 1.0, exact=True),
     Target("statements, 100 reused persons vs 1", "d.reused", 1.0, exact=True),
 ]
@@ -342,9 +352,10 @@ def settlement(report: Report, drains: Sequence[Drain]) -> None:
     by pgbench on one account row with as many clients as the workers run jobs at once."""
     wave = max(round(statistics.median(drain.rows_per_settlement for drain in drains)), 1)
     clients = WORKER_PROCESSES * settings.CELERY_WORKER_CONCURRENCY
+    per_client = max(SETTLEMENTS // clients, 1)
     tenant = fixtures.tenant_create("bench-settle")
     captured_block = block_of(CAPTURE_CLIENT + 100, 1)
-    batches = range(SETTLEMENT_FIRST_BATCH, SETTLEMENT_FIRST_BATCH + SETTLEMENTS_PER_CLIENT)
+    batches = range(SETTLEMENT_FIRST_BATCH, SETTLEMENT_FIRST_BATCH + per_client)
     blocks = [block_of(c, batch) for c in range(clients) for batch in batches]
     fixtures.persons_create(tenant, [captured_block, *blocks], wave)
     fixtures.state_reset()
@@ -377,7 +388,7 @@ def settlement(report: Report, drains: Sequence[Drain]) -> None:
         progress("c. settlement capacity of one credit row")
         fixtures.state_reset()
         fixtures.pending_enrichments_create(tenant, blocks, wave)
-        capacity = pgbench_run(script, clients, SETTLEMENTS_PER_CLIENT, SETTLEMENT_FIRST_BATCH)
+        capacity = pgbench_run(script, clients, per_client, SETTLEMENT_FIRST_BATCH)
         report.record(
             "c.settle",
             section="c",
@@ -484,7 +495,8 @@ def adapter_drains(report: Report) -> None:
     over HTTP, against a local fake Hunter (bench/fake_provider.py). At 200 ms, with a limit of
     200 requests/s on both sides: enrichments/s against that limit, and the provider's refusals
     per request it received. At 0 ms, limits out of the way: against the sandbox's drain of the
-    same enrichments, measured first on the same machine (the adapter layer's own cost)."""
+    same enrichments, measured first on the same machine (the adapter layer's own cost). At 200
+    and 1,000 ms, limits out of the way: against that HTTP drain at 0 ms (latency hidden)."""
     tenant = fixtures.tenant_create("bench-http")
     blocks = [block_of(CAPTURE_CLIENT + 300, b) for b in range(1, DRAIN_SIZE // BATCH_SIZE + 1)]
     fixtures.persons_create(tenant, blocks, BATCH_SIZE)
@@ -495,7 +507,9 @@ def adapter_drains(report: Report) -> None:
             progress("f. sandbox drains, 0 ms")
             fixtures.state_reset()
             sandbox.append(drain_enrichments(requests).per_second)
-    for latency_ms, limit in ((0, UNLIMITED), (SLOW_SANDBOX_MS, PROVIDER_LIMIT)):
+    http_at_zero: list[float] = []
+    unlimited = [(latency, UNLIMITED) for latency in (0, *SLOW_LATENCIES_MS)]
+    for latency_ms, limit in (*unlimited, (SLOW_SANDBOX_MS, PROVIDER_LIMIT)):
         with fake_hunter(latency_ms=latency_ms, limit=limit, api_key=PROVIDER_KEY) as provider:
             hunter = {
                 "ENRICHMENT_PROVIDERS": json.dumps({"emails": ["hunter"], "phones": ["sandbox"]}),
@@ -514,9 +528,20 @@ def adapter_drains(report: Report) -> None:
                     failed = Enrichment.objects.filter(status=Status.FAILED).exists()
                     if counts.requests < DRAIN_SIZE or failed:
                         raise RuntimeError("The fake Hunter did not answer the drain; see the log.")
-                    if latency_ms:
+                    if limit == PROVIDER_LIMIT:
                         _record_limited_drain(report, drain, counts.requests, counts.refused)
+                    elif latency_ms:
+                        report.record(
+                            f"f.{latency_ms}ms.unlimited.rate",
+                            section="f",
+                            label=f"{latency_ms} ms, no limit, over HTTP",
+                            unit="enrich./s",
+                            value=drain.per_second,
+                            baseline=http_at_zero[run],
+                            baseline_label="HTTP 0 ms:",
+                        )
                     else:
+                        http_at_zero.append(drain.per_second)
                         report.record(
                             "f.0ms.rate",
                             section="f",

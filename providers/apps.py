@@ -21,7 +21,9 @@ class ProvidersConfig(AppConfig):
         from providers.calls import calls_flush_at_exit
 
         worker_init.connect(checks.refuse_misconfigured_worker, dispatch_uid="providers-check")
+        # A prefork child after its fork; a thread or solo pool's only process at its start.
         worker_process_init.connect(registry.http_clients_open, dispatch_uid="providers-http")
+        worker_init.connect(registry.http_clients_open, dispatch_uid="providers-http-main")
         # A prefork child says worker_process_shutdown; a thread or solo pool's only process,
         # worker_shutdown. The calls still buffered are written either way.
         worker_process_shutdown.connect(calls_flush_at_exit, dispatch_uid="providers-flush")

@@ -62,7 +62,7 @@ class EnrichmentOut(serializers.ModelSerializer):
 
     def to_representation(self, enrichment: Enrichment) -> dict[str, Any]:
         """The declared fields' output, read straight from the row: DRF's generic walk over
-        the fields costs more than about a fifth of the CPU of a 100-person batch request."""
+        the fields was about a fifth of the CPU of a 100-person batch request."""
         fields = self.fields
         return {
             "id": str(enrichment.id),

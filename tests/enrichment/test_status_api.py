@@ -163,6 +163,23 @@ def test_enrichment_list_filters_and_pages_with_a_cursor(tenant, make_tenant):
     assert_error(tenant.client.get("/api/v1/enrichments?personId=1"), 400, "VALIDATION_ERROR")
 
 
+def test_one_requests_enrichments_page_backwards_and_forwards(tenant):
+    """The list's cursor is a created_at: the rows of one request, written by one statement, get
+    distinct ones in request order, so the previous page is the one seen before."""
+    people = PersonFactory.create_batch(60, organization=tenant.organization)
+    requested = request_enrichments(tenant, people)
+
+    pages, url = [], "/api/v1/enrichments?limit=25"
+    while url:
+        page = tenant.client.get(url).json()
+        pages.append([item["id"] for item in page["results"]])
+        url = page["next"]
+    assert [len(ids) for ids in pages] == [25, 25, 10]
+    assert [pk for ids in pages for pk in ids] == [str(e.pk) for e in reversed(requested)]
+    back = tenant.client.get(page["previous"]).json()
+    assert [item["id"] for item in back["results"]] == pages[1]
+
+
 def test_enrichment_of_another_organization_is_not_found(tenant, make_tenant):
     other = make_tenant(credits=10)
     [foreign] = request_enrichments(other, [PersonFactory(organization=other.organization)])

@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from enrichment.models import (
@@ -19,6 +19,7 @@ from enrichment.models import (
     GlobalEnrichment,
     Status,
 )
+from enrichment_project.db import AnyOf
 from organizations.models import Organization
 from persons.identity import linkedin_identity, name_identity
 from persons.models import Person
@@ -95,7 +96,7 @@ def enrichments_reusable(
     """The reusable enrichment of each person that has one, and the ids of the finished ones
     too old to reuse (a request supersedes them; an estimate only counts them as new)."""
     candidates = enrichments_of(organization=organization).filter(
-        person_id__in=person_ids,
+        AnyOf(F("person_id"), person_ids),
         field=field,
         status__in=REUSABLE_STATUSES,
         superseded_at__isnull=True,

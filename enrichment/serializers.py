@@ -16,6 +16,10 @@ class FoundValueOut(serializers.Serializer):
     )
 
 
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 class EnrichmentOut(serializers.ModelSerializer):
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
@@ -55,6 +59,32 @@ class EnrichmentOut(serializers.ModelSerializer):
             "provider",
             "attempts",
         ]
+
+    def to_representation(self, enrichment: Enrichment) -> dict[str, Any]:
+        """The declared fields' output, read straight from the row: DRF's generic walk over
+        the fields was about a fifth of the CPU of a 100-person batch request."""
+        fields = self.fields
+        return {
+            "id": str(enrichment.id),
+            "createdAt": fields["createdAt"].to_representation(enrichment.created_at),
+            "updatedAt": fields["updatedAt"].to_representation(enrichment.updated_at),
+            "entityId": str(enrichment.person_id),
+            "entityType": self.get_entityType(enrichment),
+            "field": enrichment.field,
+            "status": enrichment.status,
+            "error": self.get_error(enrichment),
+            "dataFound": enrichment.data_found,
+            "createdBy": enrichment.created_by_id,
+            "orgId": str(enrichment.organization_id),
+            "globalEnrichmentId": _text_or_none(enrichment.global_enrichment_id),
+            "creditTransactionId": enrichment.credit_transaction_id,
+            "creditsCharged": enrichment.credits_charged,
+            "data": None
+            if enrichment.data is None
+            else fields["data"].to_representation(enrichment.data),
+            "provider": self.get_provider(enrichment),
+            "attempts": enrichment.attempts,
+        }
 
     def get_entityType(self, enrichment: Enrichment) -> str:
         return "person"

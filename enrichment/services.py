@@ -17,6 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, F, JSONField, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from credits.models import CreditAccount
 from credits.selectors import credit_account_get
 from credits.services import (
     Charge,
@@ -44,6 +45,7 @@ from enrichment.selectors import (
 )
 from enrichment.serializers import EnrichmentBatchOut, EnrichmentOut
 from enrichment.waterfall import AsyncHandOff, LookupOutcome, WaterfallStopped
+from enrichment_project.db import AnyOf, rows_alike, rows_insert_alike
 from enrichment_project.errors import InvalidState, NotFound, ValidationFailed
 from enrichment_project.metrics import ENRICHMENTS_CREATED, ENRICHMENTS_ENDED, count_on_commit
 from organizations.models import Organization
@@ -161,7 +163,7 @@ def _known_person_ids(
     distinct_ids = list(dict.fromkeys(person_ids))
     known_ids = set(
         persons_of(organization=organization)
-        .filter(pk__in=distinct_ids)
+        .filter(AnyOf(F("pk"), distinct_ids))
         .values_list("pk", flat=True)
     )
     unknown_ids = [str(pk) for pk in distinct_ids if pk not in known_ids]
@@ -204,33 +206,17 @@ def _request(
 ) -> EnrichmentRequest:
     price = enrichment_price(field)
     with transaction.atomic(durable=True):
+        # Checking the persons needs no lock: one deleted meanwhile fails the insert below.
+        distinct_ids = select_persons()
         # The lock serializes requests of one organization, so two of them can never both see
         # "no reusable enrichment" for the same person and field.
         account = credit_account_lock(organization_id=organization.pk)
-        distinct_ids = select_persons()
         reusable = _reusable_enrichments(organization, distinct_ids, field, max_age)
-        new = [
-            Enrichment(
-                organization=organization,
-                person_id=person_id,
-                field=field,
-                price=price,
-                created_by=user,
-            )
-            for person_id in distinct_ids
-            if person_id not in reusable
-        ]
-        if new:
-            credits_reserve(account=account, amount=price * len(new))
-            try:
-                Enrichment.objects.bulk_create(new)
-            except IntegrityError as error:
-                # Only a person deleted during this request gets here; the lock rules out the rest.
-                raise InvalidState(
-                    "A requested person changed during the request; retry."
-                ) from error
-            count_on_commit(ENRICHMENTS_CREATED, len(new), field=field)
-            _enqueue_on_commit([enrichment.pk for enrichment in new])
+        new = _enrichments_create(
+            account,
+            Enrichment(organization=organization, field=field, price=price, created_by=user),
+            [person_id for person_id in distinct_ids if person_id not in reusable],
+        )
         by_person = reusable | {enrichment.person_id: enrichment for enrichment in new}
         enrichments = [by_person[person_id] for person_id in distinct_ids]
         batch = (
@@ -244,6 +230,30 @@ def _request(
         credits_reserved=price * len(new),
         credits_available=account.available,
     )
+
+
+def _enrichments_create(
+    account: CreditAccount, template: Enrichment, person_ids: list[uuid.UUID]
+) -> list[Enrichment]:
+    """A pending enrichment like `template` for each person, its price reserved, queued once the
+    transaction commits; in two statements whatever their number."""
+    if not person_ids:
+        return []
+    credits_reserve(account=account, amount=template.price * len(person_ids))
+    ids = [uuid.uuid4() for _ in person_ids]
+    # One microsecond apart in request order, as bulk_create's clock read per row made them: the
+    # list's cursor is a created_at, and DRF pages backwards wrongly through runs of equal ones.
+    now = timezone.now()
+    times = [now + timedelta(microseconds=position) for position in range(len(ids))]
+    varying = {"id": ids, "person": person_ids, "created_at": times, "updated_at": times}
+    try:
+        rows_insert_alike(template, varying)
+    except IntegrityError as error:
+        # Only a person deleted during this request gets here; the lock rules out the rest.
+        raise InvalidState("A requested person changed during the request; retry.") from error
+    count_on_commit(ENRICHMENTS_CREATED, len(ids), field=template.field)
+    _enqueue_on_commit(ids)
+    return rows_alike(template, varying)
 
 
 def _batch_record(
@@ -262,14 +272,13 @@ def _batch_record(
     if not summary.by_status[Status.PENDING]:
         batch.completed_at = timezone.now()
     batch.save(force_insert=True)
-    EnrichmentBatchItem.objects.bulk_create(
-        EnrichmentBatchItem(
-            batch=batch,
-            enrichment=enrichment,
-            position=position,
-            reused=enrichment.person_id in reused,
-        )
-        for position, enrichment in enumerate(enrichments)
+    rows_insert_alike(
+        EnrichmentBatchItem(batch=batch),
+        {
+            "enrichment": summary.enrichment_ids,
+            "position": range(len(enrichments)),
+            "reused": [enrichment.person_id in reused for enrichment in enrichments],
+        },
     )
     return summary
 

@@ -232,7 +232,7 @@ def test_batch_statement_count_does_not_grow_with_batch_size(make_tenant):
     new_one, new_hundred = _statements(one, single), _statements(hundred, many)
     reused_one, reused_hundred = _statements(one, single), _statements(hundred, many)
 
-    # Key, savepoint, credit lock, persons, reusable, reserve, enrichments, batch, its items,
+    # Key, savepoint, persons, credit lock, reusable, reserve, enrichments, batch, its items,
     # release; a request of reused enrichments only skips the reserve and the enrichments.
     assert new_one == new_hundred <= 10
     assert reused_one == reused_hundred <= 8

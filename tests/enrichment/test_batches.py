@@ -385,7 +385,7 @@ def test_bulk_statement_count_is_the_same_for_1_and_1000_persons(make_tenant, by
         assert response.status_code == 200 and response.json()["total"] == size
         counts.append(len(captured))
 
-    # Key, savepoint, credit lock, persons, reusable, reserve, enrichments, batch, items,
+    # Key, savepoint, persons, credit lock, reusable, reserve, enrichments, batch, items,
     # release: the bulk object is rendered from the rows in hand.
     assert counts[0] == counts[1] == 10
     print(f"bulk statements by {by}: 1={counts[0]} 1000={counts[1]}")

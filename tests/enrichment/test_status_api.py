@@ -2,9 +2,11 @@ import uuid
 
 import pytest
 from django.utils import timezone
+from rest_framework import serializers
 
 from credits.models import CreditAccount
-from enrichment.models import Enrichment, Status
+from enrichment.models import Enrichment, GlobalEnrichment, Status
+from enrichment.serializers import EnrichmentOut
 from enrichment.services import enrichment_complete
 from providers.base import FoundValue
 from tests.enrichment.conftest import assert_ledger_invariants, request_enrichments
@@ -41,6 +43,34 @@ def test_finished_enrichment_carries_its_data_and_charge(tenant):
     assert body["creditsCharged"] == 1 and isinstance(body["creditTransactionId"], int)
     person_body = tenant.client.get(f"/api/v1/operations/enrichment/{person.pk}?field=emails")
     assert person_body.json() == body
+
+
+def test_enrichment_output_is_what_drf_renders_from_the_declared_fields(tenant):
+    """EnrichmentOut reads the row directly; DRF's own walk over the declared fields is the
+    reference, for a pending enrichment and for a finished one with every optional value set."""
+    pending, finished = request_enrichments(
+        tenant, PersonFactory.create_batch(2, organization=tenant.organization)
+    )
+    found = [
+        FoundValue(value="ada@acme.example", type="work", quality="verified"),
+        FoundValue(value="+44 20 7946 0000", type="mobile", quality="probable"),
+    ]
+    enrichment_complete(enrichment=finished, values=found, provider="sandbox")
+    # Values stored before providers graded them have no quality; an error and a shared answer.
+    shared = GlobalEnrichment.objects.create(lookup_key="0" * 64, field="emails")
+    Enrichment.objects.filter(pk=finished.pk).update(
+        data=[{"value": "ada@acme.example", "type": "work"}],
+        error="partial answer",
+        global_enrichment=shared,
+    )
+    finished = Enrichment.objects.get(pk=finished.pk)
+
+    for enrichment in (pending, finished, Enrichment.objects.get(pk=pending.pk)):
+        drf = serializers.ModelSerializer.to_representation(EnrichmentOut(), enrichment)
+        assert EnrichmentOut(enrichment).data == drf
+        assert list(EnrichmentOut(enrichment).data) == list(drf)
+    assert EnrichmentOut(finished).data["data"][0]["quality"] == "unknown"
+    assert EnrichmentOut(finished).data["creditTransactionId"] is not None
 
 
 def test_batch_query_returns_latest_per_task_in_task_order_and_leaves_out_the_rest(
@@ -131,6 +161,23 @@ def test_enrichment_list_filters_and_pages_with_a_cursor(tenant, make_tenant):
     assert len(seen) == len(set(seen)) == 7
     assert_error(tenant.client.get("/api/v1/enrichments?status=bogus"), 400, "VALIDATION_ERROR")
     assert_error(tenant.client.get("/api/v1/enrichments?personId=1"), 400, "VALIDATION_ERROR")
+
+
+def test_one_requests_enrichments_page_backwards_and_forwards(tenant):
+    """The list's cursor is a created_at: the rows of one request, written by one statement, get
+    distinct ones in request order, so the previous page is the one seen before."""
+    people = PersonFactory.create_batch(60, organization=tenant.organization)
+    requested = request_enrichments(tenant, people)
+
+    pages, url = [], "/api/v1/enrichments?limit=25"
+    while url:
+        page = tenant.client.get(url).json()
+        pages.append([item["id"] for item in page["results"]])
+        url = page["next"]
+    assert [len(ids) for ids in pages] == [25, 25, 10]
+    assert [pk for ids in pages for pk in ids] == [str(e.pk) for e in reversed(requested)]
+    back = tenant.client.get(page["previous"]).json()
+    assert [item["id"] for item in back["results"]] == pages[1]
 
 
 def test_enrichment_of_another_organization_is_not_found(tenant, make_tenant):

@@ -53,9 +53,9 @@ DRAIN_ORGANIZATIONS = 20
 SLOW_SANDBOX_MS = 200
 # Section b's slow providers: a fast API, and one answering in a second as real ones often do.
 SLOW_LATENCIES_MS = (SLOW_SANDBOX_MS, 1000)
-# Worker processes, as the README deploys them: one per core, each running jobs on threads
+# Worker processes, as the README deploys them: two per core, each running jobs on threads
 # (BENCH_WORKER_PROCESSES measures another layout, e.g. 1 with CELERY_WORKER_POOL=prefork).
-WORKER_PROCESSES = int(os.environ.get("BENCH_WORKER_PROCESSES", os.cpu_count() or 1))
+WORKER_PROCESSES = int(os.environ.get("BENCH_WORKER_PROCESSES", 2 * (os.cpu_count() or 1)))
 WARM_UP_TASKS = 200
 # pgbench's settlements in all, shared by its clients (as many as the workers' job threads).
 SETTLEMENTS = 480

@@ -276,11 +276,11 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 # Jobs run on threads, many per worker process: a job mostly waits for provider answers, so a
 # process keeps other jobs' lookups in flight while one settles or waits for its slowest answer.
-# Run one worker process per core (README, "Pool choice"); each holds a database connection per
-# job thread. Celery takes `--pool prefork` on the command line for its default and keeps this
+# Run two worker processes per core (README, "Pool choice"); each holds a database connection
+# per job thread. Celery takes `--pool prefork` on the command line for its default and keeps this
 # one, so another pool is chosen here.
 CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="threads")
-CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=16)
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=8)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "default"

@@ -117,7 +117,7 @@ def test_workers_and_beat_run_the_project_celery_app(services: dict[str, dict[st
 def test_enrichment_jobs_run_in_several_worker_processes(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    # A worker process runs its jobs on threads (one core for its Python): one replica per core.
+    # A worker process runs its jobs on threads (one core for its Python): two replicas per core.
     assert settings.CELERY_WORKER_POOL == "threads"
     assert "-P" not in _command(services["worker"])
     assert services["worker"]["deploy"]["replicas"] >= 2

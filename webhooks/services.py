@@ -320,7 +320,7 @@ def webhook_deliveries_record(*, outcomes: Sequence[tuple[WebhookDelivery, Attem
     with _bookkeeping_transaction():
         for outcome, amount in counted.items():
             count_on_commit(WEBHOOK_DELIVERIES, amount, outcome=outcome)
-        _outcomes_write([delivery for delivery, _ in outcomes])
+        rows_update([delivery for delivery, _ in outcomes], OUTCOME_FIELDS)
         endpoints = WebhookEndpoint.objects.filter(disabled=False)
         if succeeded:
             endpoints.filter(pk__in=succeeded, failing_since__isnull=False).update(
@@ -344,33 +344,6 @@ OUTCOME_FIELDS = (
     "next_attempt_at",
     "delivered_at",
 )
-
-
-def _outcomes_write(deliveries: Sequence[WebhookDelivery]) -> None:
-    """Writes the outcome fields of a job's deliveries. On PostgreSQL in one UPDATE joined to
-    one array per column: measured on 1,000 deliveries in jobs of 25, it costs the database
-    backend a third less CPU than one UPDATE per row, and the worker 30 % less. Elsewhere (the
-    SQLite of `make run`) one UPDATE per row."""
-    if connection.vendor != "postgresql":
-        rows_update(deliveries, OUTCOME_FIELDS)
-        return
-    meta = WebhookDelivery._meta
-    fields = [meta.pk, *(meta.get_field(name) for name in OUTCOME_FIELDS)]
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(f.column)} = outcome.{quote(f.column)}" for f in fields[1:])
-    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
-    columns = ", ".join(quote(f.column) for f in fields)
-    pk = quote(meta.pk.column)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {quote(meta.db_table)} AS delivery SET {assignments}"
-            f" FROM unnest({arrays}) AS outcome({columns})"
-            f" WHERE delivery.{pk} = outcome.{pk}",
-            [
-                [f.get_db_prep_save(getattr(d, f.attname), connection) for d in deliveries]
-                for f in fields
-            ],
-        )
 
 
 def _endpoints_disable(endpoint_ids: list[uuid.UUID], reason: str) -> None:

@@ -372,7 +372,12 @@ def test_an_enrichment_waits_for_a_provider_whose_circuit_is_open_instead_of_fai
         2,
     )
     assert enrichment.credits_charged == 1
-    first, second = [call.created_at for call in ProviderCall.objects.order_by("created_at")]
+    # The job writes its calls just after the settlement commits.
+    calls = ProviderCall.objects.order_by("created_at")
+    deadline = time.monotonic() + 10
+    while calls.count() < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first, second = [call.created_at for call in calls]
     # The retry came once the circuit could let a trial through, not at the 50 ms backoff.
     assert (second - first).total_seconds() >= 0.5
     assert_ledger_invariants(tenant.organization)

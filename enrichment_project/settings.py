@@ -137,6 +137,10 @@ SECURE_PROXY_SSL_HEADER = tuple(env.list("SECURE_PROXY_SSL_HEADER", default=[]))
 
 # The throttle's counters; Redis in production so all web processes share them.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+# Django's Redis backend keeps a connection pool per thread; a worker's lookup threads share one.
+SHARED_REDIS_CACHE = "enrichment_project.cache.SharedRedisCache"
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    CACHES["default"]["BACKEND"] = SHARED_REDIS_CACHE
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Contact enrichment API",
@@ -369,7 +373,7 @@ for _handler in LOGGING["handlers"].values():
     _handler.setdefault("filters", []).append("redact_provider_keys")
 CACHES["providers"] = (
     {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": SHARED_REDIS_CACHE,
         "LOCATION": PROVIDERS_REDIS_URL,
         "KEY_PREFIX": "providers",
     }

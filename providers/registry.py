@@ -67,9 +67,9 @@ def provider_names_configured() -> list[str]:
 
 def http_clients_open(**kwargs: Any) -> None:
     """A worker_process_init and worker_init receiver: a worker process builds every configured
-    provider's HTTP client (an SSL context, httpx's first imports) when it starts (a prefork
-    child after its fork), rather than in its first lookups, whose rate-limit slots would be
-    spent late meanwhile."""
+    provider's SSL context and a client (httpx's first imports) when it starts (a prefork child
+    after its fork), rather than in its first lookups, whose rate-limit slots would be spent
+    late meanwhile."""
     for entries in settings.ENRICHMENT_PROVIDERS.values():
         for entry in entries:
             adapter(entry).http.client()

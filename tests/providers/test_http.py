@@ -218,8 +218,22 @@ def test_every_lookup_thread_of_a_process_keeps_its_connection() -> None:
             list(pool.map(look_up, range(threads)))
 
     assert len(peers) == threads * rounds
-    # httpx keeps 20 connections alive by default: past them, a request opens a new one.
-    assert len(set(peers)) <= threads
+    # One connection per thread, kept for its every request.
+    assert len(set(peers)) == threads
+
+
+def test_each_thread_has_its_own_client_and_all_share_one_ssl_context(make_adapter) -> None:
+    http = make_adapter(HunterAdapter).http
+    with ThreadPoolExecutor(4) as pool:
+        clients = list(pool.map(lambda _: (threading.get_ident(), http.client()), range(40)))
+
+    by_thread: dict[int, set[int]] = {}
+    for thread, client in clients:
+        by_thread.setdefault(thread, set()).add(id(client))
+    assert all(len(ids) == 1 for ids in by_thread.values())
+    assert len({id(client) for _, client in clients}) == len(by_thread)
+    assert http.client() is not clients[0][1]
+    assert http.ssl_context() is http.ssl_context()
 
 
 def test_a_worker_process_builds_the_configured_providers_clients_when_it_starts(
@@ -230,8 +244,8 @@ def test_a_worker_process_builds_the_configured_providers_clients_when_it_starts
 
     registry.http_clients_open()  # worker_process_init's receiver
 
-    assert registry.adapter("hunter").http._client is not None
-    assert registry.adapter("sandbox").http._client is not None
+    assert registry.adapter("hunter").http._ssl_context is not None
+    assert registry.adapter("sandbox").http._ssl_context is not None
 
 
 @pytest.mark.parametrize(

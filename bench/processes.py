@@ -12,6 +12,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from bench.environment import BENCH_ENV, ROOT, VENV_BIN
+from bench.fake_provider import FakeHunterClient
 from bench.receiver import RECEIVER_NICE, ReceiverClient
 from enrichment_project.celery import app
 
@@ -118,4 +119,15 @@ def local_receiver() -> Iterator[ReceiverClient]:
     client = ReceiverClient(free_port())
     args = [str(VENV_BIN / "python"), "-m", "bench.receiver", str(client.port)]
     with _child("receiver", args, {}, client.answers, nice=RECEIVER_NICE):
+        yield client
+
+
+@contextmanager
+def fake_hunter_process(*, latency_ms: int, limit: int, api_key: str) -> Iterator[FakeHunterClient]:
+    """Section f's provider (bench/fake_provider.py) as a process of its own, at normal priority
+    as a provider's servers would be; yields a client for its URL and counts."""
+    client = FakeHunterClient(free_port())
+    args = [str(VENV_BIN / "python"), "-m", "bench.fake_provider", str(client.port)]
+    args += [str(latency_ms), str(limit), api_key]
+    with _child("fake-hunter", args, {}, client.answers):
         yield client

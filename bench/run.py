@@ -20,10 +20,15 @@ from django.test import Client
 from bench import fixtures
 from bench.drain import Drain, deliveries_drained, drain_enrichments, drain_noop
 from bench.environment import RESULTS
-from bench.fake_provider import fake_hunter
 from bench.fixtures import Tenant, batch_id, block_of, enrichment_id, person_id
 from bench.http_load import BATCH_PATH, batch_body, post_concurrently
-from bench.processes import celery_worker, free_port, gunicorn, local_receiver
+from bench.processes import (
+    celery_worker,
+    fake_hunter_process,
+    free_port,
+    gunicorn,
+    local_receiver,
+)
 from bench.receiver import ReceiverClient
 from bench.report import Report, Target, machine
 from bench.sql import (
@@ -510,7 +515,9 @@ def adapter_drains(report: Report) -> None:
     http_at_zero: list[float] = []
     unlimited = [(latency, UNLIMITED) for latency in (0, *SLOW_LATENCIES_MS)]
     for latency_ms, limit in (*unlimited, (SLOW_SANDBOX_MS, PROVIDER_LIMIT)):
-        with fake_hunter(latency_ms=latency_ms, limit=limit, api_key=PROVIDER_KEY) as provider:
+        with fake_hunter_process(
+            latency_ms=latency_ms, limit=limit, api_key=PROVIDER_KEY
+        ) as provider:
             hunter = {
                 "ENRICHMENT_PROVIDERS": json.dumps({"emails": ["hunter"], "phones": ["sandbox"]}),
                 "HUNTER_API_KEY": PROVIDER_KEY,

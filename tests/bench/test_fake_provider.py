@@ -9,7 +9,8 @@ import httpx
 import pytest
 from django.core.cache import caches
 
-from bench.fake_provider import Counts, FakeHunter, fake_hunter
+from bench.fake_provider import Counts, FakeHunter, FakeHunterClient, fake_hunter
+from bench.processes import fake_hunter_process
 from providers.adapters.hunter import HunterAdapter
 from providers.base import ProviderConfig, Subject, TransientProviderError
 
@@ -23,7 +24,7 @@ def no_pause_left() -> Iterator[None]:
     yield
 
 
-def _adapter(provider: FakeHunter) -> HunterAdapter:
+def _adapter(provider: FakeHunter | FakeHunterClient) -> HunterAdapter:
     config = ProviderConfig(
         name="hunter", api_key=KEY, base_url=provider.url, timeout=10.0, rate_limit=""
     )
@@ -105,3 +106,17 @@ def test_its_latency_does_not_serialize_requests() -> None:
             elapsed = time.monotonic() - started
     assert statuses == [200] * in_flight
     assert 0.2 <= elapsed < 2.0  # serialized, 100 requests of 200 ms would take 20 s
+
+
+def test_the_bench_runs_it_as_a_process_of_its_own_and_reads_its_counts_over_http() -> None:
+    with fake_hunter_process(latency_ms=0, limit=3, api_key=KEY) as provider:
+        assert provider.port != 0 and str(provider.port) in provider.url
+        adapter = _adapter(provider)
+        for index in range(3):
+            assert adapter.lookup(_subject(index), "emails").http_status == 200
+        with pytest.raises(TransientProviderError):
+            adapter.lookup(_subject(3), "emails")
+        assert provider.counts() == Counts(requests=4, refused=1)
+        provider.reset()
+        assert provider.counts() == Counts(requests=0, refused=0)
+    assert not provider.answers()  # stopped with the block

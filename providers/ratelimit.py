@@ -31,6 +31,11 @@ _MARGIN_SECONDS = 0.05
 # pause voided it and that the provider's circuit is still closed, so that neither round trip
 # makes it late. A slot closer than this is as good as sent already.
 CHECK_LEAD_SECONDS = 0.02
+# A lookup whose thread woke this much after its slot does not send: it would reach the provider
+# too close to the sends of a window later and be refused. Half the margin, so that what passes
+# still has the other half for the way to the provider. Its slot is left unused (the windows
+# only get stricter) and it reserves another.
+LATE_SECONDS = _MARGIN_SECONDS / 2
 _KEY_PREFIX = "ratelimit:"
 
 # KEYS[1]: the provider's pause (a key whose time to live is the pause), KEYS[2]: its pause count
@@ -228,7 +233,8 @@ class RateLimiter:
     def acquire(self, before_sending: Callable[[], None] | None = None) -> float:
         """Blocks the calling thread until its reserved send time, and returns the seconds waited
         (0 when there was room at once). A lookup that waits long calls `before_sending` shortly
-        before its slot (e.g. to give up when the provider's circuit opened meanwhile). When the
+        before its slot (e.g. to give up when the provider's circuit opened meanwhile), and
+        takes another slot when its thread woke late for this one (LATE_SECONDS). When the
         wait would exceed `max_wait`, raises a transient error with `retry_after` instead, so the
         lookup is retried later rather than hold a thread for long."""
         schedule = rate_limit_schedule()
@@ -248,6 +254,8 @@ class RateLimiter:
                 if before_sending is not None:
                     before_sending()
             time.sleep(max(send_at - time.monotonic(), 0.0))
+            if time.monotonic() - send_at > LATE_SECONDS:
+                continue
             return time.monotonic() - started
 
     def pause(self, seconds: float) -> None:

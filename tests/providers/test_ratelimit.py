@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from providers import ratelimit
 from providers.base import TransientProviderError
 from providers.ratelimit import RateLimiter, parse_rate_limit
 
@@ -55,6 +56,30 @@ def test_every_window_is_honoured_the_longer_one_too() -> None:
     # Only the 2-second window is full; waiting for it exceeds max_wait.
     assert raised.value.reason == "rate_limited_locally"
     assert 1.0 < raised.value.retry_after <= 2.0
+
+
+def test_a_lookup_whose_thread_woke_late_for_its_slot_takes_another_instead_of_sending(
+    monkeypatch,
+) -> None:
+    class OneLateWakeUp:
+        """The module's clock, whose first sleep overruns by 0.2 s (a busy process's thread)."""
+
+        monotonic = staticmethod(time.monotonic)
+        late = True
+
+        def sleep(self, seconds: float) -> None:
+            time.sleep(seconds + (0.2 if self.late else 0.0))
+            self.late = False
+
+    limiter = RateLimiter(_name(), "2/second", max_wait=5)
+    limiter.acquire()
+    monkeypatch.setattr(ratelimit, "time", OneLateWakeUp())
+
+    # Its slot was half a second away; woken at 0.7 s, it sends instead in the next slot the
+    # window allows: one second and the margin after the first send, not 0.2 s after that.
+    waited = limiter.acquire()
+
+    assert waited >= 1.0
 
 
 def test_a_wait_beyond_max_wait_is_a_transient_error_instead_of_a_long_sleep() -> None:

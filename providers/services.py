@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.cache import caches
 from django.utils import timezone
 
 from enrichment_project.metrics import PROVIDER_REQUEST_DURATION, PROVIDER_REQUESTS
@@ -31,8 +32,14 @@ from providers.calls import recorder
 from providers.circuit import Circuit, ProviderUnavailable
 
 T = TypeVar("T", Answer, Submission, PollResult)
-# Seconds every worker waits after a "slow down" that gave no Retry-After or reset time.
+# What every worker waits after a "slow down" that gave no Retry-After or reset time: 0.1 s
+# for the first, doubled for each next one within SLOW_DOWN_MEMORY seconds of it, 1 s at most.
+# A refusal the limiter did not prevent is mostly a request that reached the provider a little
+# late (the provider counts arrivals); a provider whose limit is really lower than configured
+# keeps refusing and soon gets the full second.
+SLOW_DOWN_FIRST_PAUSE = 0.1
 SLOW_DOWN_PAUSE = 1.0
+SLOW_DOWN_MEMORY = 10
 
 
 def provider_lookup(
@@ -103,9 +110,9 @@ def _circuit_told(circuit: Circuit, adapter: Adapter, error: ProviderError) -> N
         circuit.record_failure(error.reason)
     elif isinstance(error, TransientProviderError) and error.reason == RATE_LIMITED[1]:
         # "Slow down" says the provider is busy, not broken: every worker waits (its hint, else a
-        # second) and the circuit is left alone, or a burst of refusals would take the provider
+        # backoff) and the circuit is left alone, or a burst of refusals would take the provider
         # out for the whole transient cooldown.
-        adapter.http.limiter.pause(error.retry_after or SLOW_DOWN_PAUSE)
+        adapter.http.limiter.pause(error.retry_after or _slow_down_pause(adapter.name))
     elif isinstance(error, TransientProviderError):
         circuit.record_transient(error.reason)
         if error.retry_after and error.http_status:
@@ -113,6 +120,20 @@ def _circuit_told(circuit: Circuit, adapter: Adapter, error: ProviderError) -> N
             adapter.http.limiter.pause(error.retry_after)
     else:
         circuit.record_success()
+
+
+def _slow_down_pause(provider: str) -> float:
+    """The backoff after a "slow down" without a hint, counted for every worker in the
+    providers cache."""
+    store = caches["providers"]
+    key = f"slow-downs:{provider}"
+    store.add(key, 0, timeout=SLOW_DOWN_MEMORY)
+    try:
+        count = store.incr(key)
+    except ValueError:  # expired between the two calls
+        store.add(key, 1, timeout=SLOW_DOWN_MEMORY)
+        count = 1
+    return min(SLOW_DOWN_FIRST_PAUSE * 2 ** (count - 1), SLOW_DOWN_PAUSE)
 
 
 def _record(log: dict[str, Any], started: float, **call: Any) -> None:

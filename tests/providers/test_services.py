@@ -166,6 +166,24 @@ def test_slow_down_answers_pause_every_worker_and_never_open_the_circuit(
     assert len(httpserver.log) == 6
 
 
+def test_slow_downs_without_a_hint_pause_every_worker_longer_each_time_up_to_a_second(
+    httpserver: HTTPServer, make_adapter
+) -> None:
+    serve(httpserver, HUNTER, "hunter", "rate_limited_403")
+    adapter = make_adapter(HunterAdapter, rate_limit="1000/second")
+    pauses = []
+    for _ in range(5):
+        with pytest.raises(TransientProviderError, match="rate_limited"):
+            provider_lookup(adapter=adapter, subject=SUBJECT, field="emails", reference_id=None)
+        # The next lookup (any worker's) waits out the pause before it is sent.
+        started = time.monotonic()
+        adapter.http.limiter.acquire()
+        pauses.append(time.monotonic() - started)
+
+    for measured, expected in zip(pauses, [0.1, 0.2, 0.4, 0.8, 1.0], strict=True):
+        assert expected - 0.03 <= measured <= expected + 0.15
+
+
 def test_an_invalid_request_is_recorded_and_leaves_the_circuit_closed(
     httpserver: HTTPServer, make_adapter
 ) -> None:

@@ -1,4 +1,5 @@
-"""Django's Redis cache with one client per process, shared by every thread.
+"""Django's Redis cache with one client per process, shared by every thread; and the counter
+every process shares through a cache (the circuits' transient streaks, the "slow down" backoff).
 
 Django keeps a cache object per thread, and with it a connection pool per thread; it also builds a
 `redis.Redis` for every call. A worker's hundreds of lookup threads each asked the providers' cache
@@ -47,3 +48,15 @@ class SharedRedisCache(RedisCache):
             if client is None:
                 client = _clients[key] = _SharedClient(self._servers, **self._options)
             return client
+
+
+def shared_counter_incr(store: Any, key: str, *, timeout: float) -> int:
+    """Adds one to a counter every process shares through `store` (a Django cache), which
+    expires `timeout` seconds after it was created; returns the new count. A counter deleted
+    or expired between its creation and its increment starts again at 1."""
+    store.add(key, 0, timeout=timeout)
+    try:
+        return store.incr(key)
+    except ValueError:
+        store.add(key, 1, timeout=timeout)
+        return 1

@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 
+from enrichment_project.cache import shared_counter_incr
 from providers.base import ProviderError
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -88,18 +89,14 @@ class Circuit:
         self._open(reason, settings.ENRICHMENT_PROVIDER_COOLDOWN)
 
     def record_transient(self, reason: str) -> None:
-        store = self._store
         if self.state().state == HALF_OPEN:
             # The trial failed: no second streak needed to know the provider is still down.
             self._open(TRANSIENT_STREAK_REASON, settings.ENRICHMENT_PROVIDER_TRANSIENT_COOLDOWN)
             return
-        store.add(self._streak_key, 0, timeout=settings.ENRICHMENT_PROVIDER_COOLDOWN)
-        try:
-            streak = store.incr(self._streak_key)
-        except ValueError:
-            # Another worker's answer (or the circuit opening) cleared the streak meanwhile.
-            store.add(self._streak_key, 1, timeout=settings.ENRICHMENT_PROVIDER_COOLDOWN)
-            streak = 1
+        # Another worker's answer (or the circuit opening) may clear the streak meanwhile.
+        streak = shared_counter_incr(
+            self._store, self._streak_key, timeout=settings.ENRICHMENT_PROVIDER_COOLDOWN
+        )
         if streak >= settings.ENRICHMENT_PROVIDER_TRANSIENT_STREAK:
             self._open(
                 f"{TRANSIENT_STREAK_REASON}: {reason}",

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.utils import timezone
 
+from enrichment_project.cache import shared_counter_incr
 from enrichment_project.metrics import PROVIDER_REQUEST_DURATION, PROVIDER_REQUESTS
 from providers.base import (
     QUALITIES,
@@ -125,14 +126,9 @@ def _circuit_told(circuit: Circuit, adapter: Adapter, error: ProviderError) -> N
 def _slow_down_pause(provider: str) -> float:
     """The backoff after a "slow down" without a hint, counted for every worker in the
     providers cache."""
-    store = caches["providers"]
-    key = f"slow-downs:{provider}"
-    store.add(key, 0, timeout=SLOW_DOWN_MEMORY)
-    try:
-        count = store.incr(key)
-    except ValueError:  # expired between the two calls
-        store.add(key, 1, timeout=SLOW_DOWN_MEMORY)
-        count = 1
+    count = shared_counter_incr(
+        caches["providers"], f"slow-downs:{provider}", timeout=SLOW_DOWN_MEMORY
+    )
     return min(SLOW_DOWN_FIRST_PAUSE * 2 ** (count - 1), SLOW_DOWN_PAUSE)
 
 

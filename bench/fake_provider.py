@@ -25,7 +25,6 @@ import json
 import sys
 import threading
 import time
-import urllib.request
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +33,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
+
+from bench.control import ControlClient
 
 PATH = "/v2/email-finder"
 COUNTS_PATH = "/_bench/counts"
@@ -201,30 +202,15 @@ def fake_hunter(
         loop.close()
 
 
-class FakeHunterClient:
+class FakeHunterClient(ControlClient):
     """The bench's handle on a fake Hunter running as a process of its own on `port`."""
 
     def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-
-    def _call(self, method: str) -> Counts:
-        request = urllib.request.Request(f"{self.url}{COUNTS_PATH}", method=method)
-        with urllib.request.urlopen(request, timeout=5) as reply:
-            return Counts(**json.loads(reply.read()))
+        super().__init__(port, COUNTS_PATH)
+        self.url = self.base
 
     def counts(self) -> Counts:
-        return self._call("GET")
-
-    def reset(self) -> None:
-        self._call("DELETE")
-
-    def answers(self) -> bool:
-        try:
-            self.counts()
-        except OSError:
-            return False
-        return True
+        return Counts(**self.state())
 
 
 async def _stop(server: asyncio.Server) -> None:

@@ -9,10 +9,11 @@ import json
 import sys
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from bench.control import ControlClient
 
 RECEIVER_NICE = 19
 
@@ -76,30 +77,14 @@ class Received:
     last: float
 
 
-class ReceiverClient:
+class ReceiverClient(ControlClient):
     def __init__(self, port: int) -> None:
-        self.port = port
-        self.base = f"http://127.0.0.1:{port}"
+        super().__init__(port)
         self.url = f"{self.base}/hook"
 
-    def _call(self, method: str) -> bytes:
-        request = urllib.request.Request(self.base, method=method)
-        with urllib.request.urlopen(request, timeout=5) as reply:
-            return reply.read()
-
     def received(self) -> Received:
-        state = json.loads(self._call("GET"))
+        state = self.state()
         return Received(counts=state["counts"], last=state["last"])
-
-    def clear(self) -> None:
-        self._call("DELETE")
-
-    def answers(self) -> bool:
-        try:
-            self.received()
-        except OSError:
-            return False
-        return True
 
 
 if __name__ == "__main__":

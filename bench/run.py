@@ -450,7 +450,7 @@ def _webhook_drain_pair(
     deliveries = 0.0
     for kind in ("plain", "subscribed") if run % 2 == 0 else ("subscribed", "plain"):
         fixtures.state_reset()
-        receiver.clear()
+        receiver.reset()
         drains[kind] = drain_enrichments(requests[kind])
         if kind == "subscribed":
             deliveries = deliveries_drained(drains[kind].started)

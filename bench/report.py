@@ -90,7 +90,7 @@ class Target:
 SECTIONS = {
     "a": "a. Batch POST of 100 persons, one organization; baseline: pgbench running the "
     "endpoint's statements at the same concurrency",
-    "b": "b. Worker drain of 2,000 enrichments, first queued to last finished, at 0, 200 and "
+    "b": "b. Worker drain of 10,000 enrichments, first queued to last finished, at 0, 200 and "
     "1,000 ms of sandbox latency; baselines: no-op Celery drain (same workers), and the 0 ms drain",
     "c": "c. Settlement on one credit row; baseline: pgbench running the settlement's statements "
     "at the worker's concurrency (ratio = share of the row's capacity used)",

@@ -20,6 +20,7 @@ import redis
 from django.conf import settings
 from limits import RateLimitItem, parse_many
 
+from enrichment_project.cache import REDIS_DRIVER_INFO
 from providers.base import RateLimitWait
 
 # A window's slot is given this much later than T after the send that frees it: the provider
@@ -125,7 +126,7 @@ class Schedule(Protocol):
 
 class RedisSchedule:
     def __init__(self, url: str) -> None:
-        self._redis = redis.Redis.from_url(url)
+        self._redis = redis.Redis.from_url(url, driver_info=REDIS_DRIVER_INFO)
         self._reserve = self._redis.register_script(_RESERVE)
         self._pause = self._redis.register_script(_PAUSE)
 

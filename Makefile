@@ -15,7 +15,7 @@ TEST_AMQP_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/enrichment_rabbitmq
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench bench-adapter-cost clean
 
 # The development environment: runtime and dev dependencies (pytest, ruff, Playwright...).
 install: $(VENV)/.installed
@@ -63,6 +63,9 @@ format: install
 # prints the table and writes bench/results/latest.json.
 bench: install
 	$(VENV)/bin/python -m bench
+
+bench-adapter-cost: install
+	$(VENV)/bin/python -m bench.adapter_cost
 
 clean:
 	rm -rf $(VENV) .tools .broker db.sqlite3 .pytest_cache .pytest-rabbitmq.log

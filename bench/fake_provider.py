@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -150,7 +150,8 @@ async def _response(provider: FakeHunter, http: h11.Connection, request: h11.Req
         if request.method == b"DELETE":
             provider.reset()
         counts = provider.counts()
-        reply = Reply(200, {"requests": counts.requests, "refused": counts.refused})
+        # With the process's own CPU time so far (bench/adapter_cost.py).
+        reply = Reply(200, {**asdict(counts), "cpu_seconds": time.process_time()})
     elif url.path != PATH:
         reply = Reply(404, _error("not_found", 404, "The requested resource does not exist"))
     else:
@@ -210,7 +211,12 @@ class FakeHunterClient(ControlClient):
         self.url = self.base
 
     def counts(self) -> Counts:
-        return Counts(**self.state())
+        state = self.state()
+        return Counts(requests=state["requests"], refused=state["refused"])
+
+    def cpu_seconds(self) -> float:
+        """The provider process's CPU time since it started."""
+        return float(self.state()["cpu_seconds"])
 
 
 async def _stop(server: asyncio.Server) -> None:

@@ -117,6 +117,8 @@ def test_the_bench_runs_it_as_a_process_of_its_own_and_reads_its_counts_over_htt
         with pytest.raises(TransientProviderError):
             adapter.lookup(_subject(3), "emails")
         assert provider.counts() == Counts(requests=4, refused=1)
+        # Its own CPU time, which bench/adapter_cost.py counts per request.
+        assert provider.cpu_seconds() > 0
         provider.reset()
         assert provider.counts() == Counts(requests=0, refused=0)
     assert not provider.answers()  # stopped with the block

@@ -1,0 +1,93 @@
+"""`python -m bench.adapter_cost` (`make bench-adapter-cost`): the CPU one Hunter lookup costs on
+each side of the loopback, one thread, requests one after another against the fake Hunter of
+section f (its own process, no latency, no limit). Each layer is timed alone, so section f's
+0 ms ratio can be read against what its parts cost: the worker's CPU per request (this process's
+`process_time`) and the provider's (its own, from its counts).
+
+The layers, from the bottom: httpx alone (a client, keep-alive, the adapter's query); the
+limiter's slot (one Lua round trip to Redis); the adapter's lookup (the slot, the request, the
+answer mapped); and the whole provider call (the circuit asked before and told after, the call
+counted for /metrics and buffered for the call log)."""
+
+import os
+import time
+from collections.abc import Callable
+
+import django
+
+from bench.environment import configure_process, fresh_backends
+
+REQUESTS = 2000
+WARM_UP = 100
+PROVIDER_KEY = "bench-key"
+
+
+def _measure(label: str, call: Callable[[], object], provider_cpu: Callable[[], float]) -> None:
+    for _ in range(WARM_UP):
+        call()
+    provider_before, worker_before = provider_cpu(), time.process_time()
+    started = time.perf_counter()
+    for _ in range(REQUESTS):
+        call()
+    elapsed = time.perf_counter() - started
+    worker = (time.process_time() - worker_before) / REQUESTS
+    provider = (provider_cpu() - provider_before) / REQUESTS
+    print(
+        f"  {label:<36} worker {worker * 1e6:5.0f} us  provider {provider * 1e6:5.0f} us"
+        f"  wall {elapsed / REQUESTS * 1e6:5.0f} us"
+    )
+
+
+def main() -> None:
+    fresh_backends()
+    configure_process()
+    django.setup()
+    # After Django: these import the project.
+    import httpx
+    from django.core.management import call_command
+
+    from bench.processes import fake_hunter_process
+    from providers.base import Subject
+    from providers.ratelimit import RateLimiter
+    from providers.registry import adapter
+    from providers.services import provider_lookup
+
+    call_command("migrate", verbosity=0)
+    with fake_hunter_process(latency_ms=0, limit=1_000_000, api_key=PROVIDER_KEY) as provider:
+        os.environ |= {
+            "HUNTER_API_KEY": PROVIDER_KEY,
+            "HUNTER_BASE_URL": provider.url,
+            "HUNTER_RATE_LIMIT": "1000000/second",
+        }
+        hunter = adapter("hunter")
+        subject = Subject(first_name="Ada", last_name="Lovelace", company_domain="example.com")
+        client = httpx.Client(base_url=provider.url, headers={"X-API-KEY": PROVIDER_KEY})
+        params = {"domain": "example.com", "first_name": "Ada", "last_name": "Lovelace"}
+        limiter = RateLimiter("hunter", "1000000/second")
+
+        def provider_cpu() -> float:
+            return provider.cpu_seconds()
+
+        print(f"CPU per request, {REQUESTS} requests one after another, one thread")
+        _measure(
+            "httpx GET alone",
+            lambda: client.get("/v2/email-finder", params=params),
+            provider_cpu,
+        )
+        _measure("rate-limit slot alone", limiter.acquire, provider_cpu)
+        _measure(
+            "adapter lookup (slot + request)",
+            lambda: hunter.lookup(subject, "emails"),
+            provider_cpu,
+        )
+        _measure(
+            "provider call (+ circuit, call log)",
+            lambda: provider_lookup(
+                adapter=hunter, subject=subject, field="emails", reference_id=None
+            ),
+            provider_cpu,
+        )
+
+
+if __name__ == "__main__":
+    main()

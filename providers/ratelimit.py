@@ -5,12 +5,17 @@ however many threads or processes wait, each wakes alone at its own slot. A send
 every window as a moving window (at most N sends in any T seconds, counted over the reserved send
 times), and sends are spread at the shortest window's pace (T/N apart) rather than released in
 bursts that all free at once. A "slow down" answer pauses the provider for everyone until its
-Retry-After/reset time."""
+Retry-After/reset time.
 
+A window's log keeps every send time reserved and not yet older than the window (not only its
+last N): a lookup whose thread woke late for its slot can then check, in one more round trip,
+whether the sends reserved after its own leave room for it now, and send late rather than leave
+its slot unused."""
+
+import bisect
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -32,18 +37,23 @@ _MARGIN_SECONDS = 0.05
 # pause voided it and that the provider's circuit is still closed, so that neither round trip
 # makes it late. A slot closer than this is as good as sent already.
 CHECK_LEAD_SECONDS = 0.02
-# A lookup whose thread woke this much after its slot does not send: it would reach the provider
-# too close to the sends of a window later and be refused. Half the margin, so that what passes
-# still has the other half for the way to the provider. Its slot is left unused (the windows
-# only get stricter) and it reserves another.
+# A lookup whose thread woke this much after its slot does not send on it blindly: it could reach
+# the provider too close to the sends of a window later and be refused. Half the margin, so that
+# what passes still has the other half for the way to the provider. It sends late only when the
+# sends reserved after its slot leave room (`send_late`); else its slot is left unused (the
+# windows only get stricter) and it reserves another.
 LATE_SECONDS = _MARGIN_SECONDS / 2
+# A late send is let through when the sends reserved after it stay this much more than a window
+# away from it: the half margin that a send late by LATE_SECONDS keeps for its way too.
+_LATE_HEADROOM_SECONDS = _MARGIN_SECONDS - LATE_SECONDS
 _KEY_PREFIX = "ratelimit:"
 
 # KEYS[1]: the provider's pause (a key whose time to live is the pause), KEYS[2]: its pause count
 # (a pause voids the send times reserved after it), KEYS[3..]: each window's log of reserved send
-# times, newest first. ARGV: max_wait, the pace, the margin, then each window's limit and seconds,
-# shortest window first. Returns the wait (seconds, as a string: Lua numbers become integers),
-# whether the slot was reserved (not when the wait exceeds max_wait) and the pause count.
+# times, newest first, those older than the window (and the margin) dropped. ARGV: max_wait, the
+# pace, the margin, then each window's limit and seconds, shortest window first. Returns the wait
+# (seconds, as a string: Lua numbers become integers), whether the slot was reserved (not when
+# the wait exceeds max_wait), the pause count and the send time as logged.
 _RESERVE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
@@ -63,14 +73,68 @@ for i = 3, #KEYS do
   end
 end
 local wait = at - now
-if wait > max_wait then return {tostring(wait), 0, pauses} end
+if wait > max_wait then return {tostring(wait), 0, pauses, ''} end
+local stamp = string.format('%.6f', at)
 for i = 3, #KEYS do
-  local limit, seconds = tonumber(ARGV[2 * i - 2]), tonumber(ARGV[2 * i - 1])
-  redis.call('LPUSH', KEYS[i], string.format('%.6f', at))
-  redis.call('LTRIM', KEYS[i], 0, limit - 1)
+  local seconds = tonumber(ARGV[2 * i - 1])
+  redis.call('LPUSH', KEYS[i], stamp)
+  while true do
+    local oldest = redis.call('LINDEX', KEYS[i], -1)
+    if not oldest or tonumber(oldest) >= now - seconds - margin then break end
+    redis.call('RPOP', KEYS[i])
+  end
   redis.call('PEXPIRE', KEYS[i], math.ceil((wait + seconds + margin) * 1000))
 end
-return {tostring(wait), 1, pauses}
+return {tostring(wait), 1, pauses, stamp}
+"""
+
+# KEYS as above; ARGV: the late slot's send time as logged, the pause count it was reserved
+# under, the headroom, then each window's limit and seconds. Sending now puts the send in every
+# window that starts after its slot and by now: allowed when each window's log holds fewer than
+# its limit of other sends after the slot and before now plus the window and the headroom. Then
+# the slot is logged again at now, in order, so that later reservations count from when it was
+# sent. Returns 1 when the lookup may send now.
+_SEND_LATE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
+local slot, headroom = ARGV[1], tonumber(ARGV[3])
+if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[2]) then return 0 end
+local at = tonumber(slot)
+local pivots = {}
+for i = 3, #KEYS do
+  local limit, seconds = tonumber(ARGV[2 * i - 2]), tonumber(ARGV[2 * i - 1])
+  local horizon = now + seconds + headroom
+  -- From the oldest send on: the slot and the sends around it are near the log's tail.
+  local ahead, before, own, to = 0, nil, false, redis.call('LLEN', KEYS[i])
+  local walking = true
+  while walking and to > 0 do
+    local from = math.max(to - limit, 0)
+    local chunk = redis.call('LRANGE', KEYS[i], from, to - 1)
+    for j = #chunk, 1, -1 do
+      local sent = tonumber(chunk[j])
+      if sent >= horizon then walking = false break end
+      if not own and chunk[j] == slot then
+        own = true
+      else
+        if sent > at then ahead = ahead + 1 end
+        if sent <= now then before = chunk[j] end
+      end
+    end
+    to = from
+  end
+  if not own or ahead >= limit then return 0 end
+  pivots[i] = before or false
+end
+local stamp = string.format('%.6f', now)
+for i = 3, #KEYS do
+  redis.call('LREM', KEYS[i], -1, slot)
+  if pivots[i] then
+    redis.call('LINSERT', KEYS[i], 'BEFORE', pivots[i], stamp)
+  else
+    redis.call('RPUSH', KEYS[i], stamp)
+  end
+end
+return 1
 """
 
 # KEYS as above; ARGV[1]: the pause in milliseconds, ARGV[2]: the check lead in seconds. Never
@@ -108,12 +172,18 @@ class Slot:
     wait: float
     reserved: bool
     pauses: int
+    # The send time as the schedule logged it (for `send_late`).
+    at: str = ""
 
 
 class Schedule(Protocol):
     """Where the send times of every provider are reserved."""
 
     def reserve(self, name: str, windows: list[Window], max_wait: float) -> Slot: ...
+
+    def send_late(self, name: str, windows: list[Window], slot: Slot) -> bool:
+        """Whether the slot's lookup, woken late, may still send now (then its send is logged at
+        now): no pause since its reservation and room in every window it now falls in."""
 
     def pause(self, name: str, windows: list[Window], seconds: float) -> None: ...
 
@@ -129,13 +199,20 @@ class RedisSchedule:
         self._redis = redis.Redis.from_url(url, driver_info=REDIS_DRIVER_INFO)
         self._reserve = self._redis.register_script(_RESERVE)
         self._pause = self._redis.register_script(_PAUSE)
+        self._send_late = self._redis.register_script(_SEND_LATE)
 
     def reserve(self, name: str, windows: list[Window], max_wait: float) -> Slot:
         args: list[float] = [max_wait, _pace(windows), _MARGIN_SECONDS]
         for window in windows:
             args += [window.limit, window.seconds]
-        wait, reserved, pauses = self._reserve(keys=_keys(name, windows), args=args)
-        return Slot(wait=float(wait), reserved=bool(reserved), pauses=int(pauses))
+        wait, reserved, pauses, at = self._reserve(keys=_keys(name, windows), args=args)
+        return Slot(wait=float(wait), reserved=bool(reserved), pauses=int(pauses), at=at.decode())
+
+    def send_late(self, name: str, windows: list[Window], slot: Slot) -> bool:
+        args: list[float | str] = [slot.at, slot.pauses, _LATE_HEADROOM_SECONDS]
+        for window in windows:
+            args += [window.limit, window.seconds]
+        return bool(self._send_late(keys=_keys(name, windows), args=args))
 
     def pause(self, name: str, windows: list[Window], seconds: float) -> None:
         milliseconds = max(round(seconds * 1000), 1)
@@ -154,7 +231,8 @@ class LocalSchedule:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sends: dict[tuple[str, Window], deque[float]] = {}
+        # Each window's reserved send times, oldest first.
+        self._sends: dict[tuple[str, Window], list[float]] = {}
         self._paused_until: dict[str, float] = {}
         self._pauses: dict[str, int] = {}
 
@@ -167,13 +245,32 @@ class LocalSchedule:
             if logs and logs[0]:
                 at = max(at, logs[0][-1] + _pace(windows))
             for window, log in zip(windows, logs, strict=True):
-                if len(log) == window.limit:
-                    at = max(at, log[0] + window.seconds + _MARGIN_SECONDS)
+                del log[: bisect.bisect_left(log, now - window.seconds - _MARGIN_SECONDS)]
+                if len(log) >= window.limit:
+                    at = max(at, log[-window.limit] + window.seconds + _MARGIN_SECONDS)
             if at - now > max_wait:
                 return Slot(wait=at - now, reserved=False, pauses=pauses)
             for log in logs:
                 log.append(at)
-            return Slot(wait=at - now, reserved=True, pauses=pauses)
+            return Slot(wait=at - now, reserved=True, pauses=pauses, at=repr(at))
+
+    def send_late(self, name: str, windows: list[Window], slot: Slot) -> bool:
+        with self._lock:
+            now, at = time.monotonic(), float(slot.at)
+            if self._pauses.get(name, 0) != slot.pauses:
+                return False
+            logs = self._logs(name, windows)
+            for window, log in zip(windows, logs, strict=True):
+                if at not in log:
+                    return False
+                horizon = now + window.seconds + _LATE_HEADROOM_SECONDS
+                ahead = bisect.bisect_left(log, horizon) - bisect.bisect_right(log, at)
+                if ahead >= window.limit:
+                    return False
+            for log in logs:
+                log.remove(at)
+                bisect.insort(log, now)
+            return True
 
     def pause(self, name: str, windows: list[Window], seconds: float) -> None:
         with self._lock:
@@ -181,8 +278,7 @@ class LocalSchedule:
             self._paused_until[name] = max(self._paused_until.get(name, 0.0), now + seconds)
             self._pauses[name] = self._pauses.get(name, 0) + 1
             for log in self._logs(name, windows):
-                while log and log[-1] > now + CHECK_LEAD_SECONDS:
-                    log.pop()
+                del log[bisect.bisect_right(log, now + CHECK_LEAD_SECONDS) :]
 
     def pauses(self, name: str) -> int:
         with self._lock:
@@ -194,8 +290,8 @@ class LocalSchedule:
             self._paused_until.clear()
             self._pauses.clear()
 
-    def _logs(self, name: str, windows: list[Window]) -> list[deque[float]]:
-        return [self._sends.setdefault((name, w), deque(maxlen=w.limit)) for w in windows]
+    def _logs(self, name: str, windows: list[Window]) -> list[list[float]]:
+        return [self._sends.setdefault((name, w), []) for w in windows]
 
 
 def _pace(windows: list[Window]) -> float:
@@ -234,8 +330,9 @@ class RateLimiter:
     def acquire(self, before_sending: Callable[[], None] | None = None) -> float:
         """Blocks the calling thread until its reserved send time, and returns the seconds waited
         (0 when there was room at once). A lookup that waits long calls `before_sending` shortly
-        before its slot (e.g. to give up when the provider's circuit opened meanwhile), and
-        takes another slot when its thread woke late for this one (LATE_SECONDS). When the
+        before its slot (e.g. to give up when the provider's circuit opened meanwhile). One whose
+        thread woke late for its slot (LATE_SECONDS) sends only when the sends reserved after it
+        leave room for it now, else takes another slot. When the
         wait would exceed `max_wait`, raises a transient error with `retry_after` instead, so the
         lookup is retried later rather than hold a thread for long."""
         schedule = rate_limit_schedule()
@@ -255,7 +352,8 @@ class RateLimiter:
                 if before_sending is not None:
                     before_sending()
             time.sleep(max(send_at - time.monotonic(), 0.0))
-            if time.monotonic() - send_at > LATE_SECONDS:
+            late = time.monotonic() - send_at > LATE_SECONDS
+            if late and not schedule.send_late(self.name, self.windows, slot):
                 continue
             return time.monotonic() - started
 

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 from django.conf import settings
@@ -58,28 +59,82 @@ def test_every_window_is_honoured_the_longer_one_too() -> None:
     assert 1.0 < raised.value.retry_after <= 2.0
 
 
-def test_a_lookup_whose_thread_woke_late_for_its_slot_takes_another_instead_of_sending(
-    monkeypatch,
+def _storage_url(storage: str) -> str:
+    return settings.PROVIDERS_RATE_LIMIT_STORAGE_URL if storage == "redis" else storage
+
+
+class _OneLateWakeUp:
+    """The module's clock, whose first sleep overruns by 0.2 s (a busy process's thread); before
+    it, `meanwhile` runs (other lookups reserving their slots)."""
+
+    monotonic = staticmethod(time.monotonic)
+
+    def __init__(self, meanwhile: Callable[[], None] = lambda: None) -> None:
+        self.meanwhile = meanwhile
+        self.late = True
+
+    def sleep(self, seconds: float) -> None:
+        if self.late:
+            self.meanwhile()
+        time.sleep(seconds + (0.2 if self.late else 0.0))
+        self.late = False
+
+
+@pytest.mark.parametrize("storage", ["redis", "memory://"])
+def test_a_lookup_woken_late_sends_at_once_when_the_window_still_has_room(
+    storage: str, monkeypatch
 ) -> None:
-    class OneLateWakeUp:
-        """The module's clock, whose first sleep overruns by 0.2 s (a busy process's thread)."""
+    with override_settings(PROVIDERS_RATE_LIMIT_STORAGE_URL=_storage_url(storage)):
+        limiter = RateLimiter(_name(), "2/second", max_wait=5)
+        limiter.acquire()
+        monkeypatch.setattr(ratelimit, "time", _OneLateWakeUp())
 
-        monotonic = staticmethod(time.monotonic)
-        late = True
+        # Its slot was half a second away and it woke at 0.7 s: the window [0.7, 1.7) holds only
+        # this send, so it goes now rather than leave the slot unused.
+        waited = limiter.acquire()
 
-        def sleep(self, seconds: float) -> None:
-            time.sleep(seconds + (0.2 if self.late else 0.0))
-            self.late = False
+    assert 0.6 < waited < 0.95
 
-    limiter = RateLimiter(_name(), "2/second", max_wait=5)
-    limiter.acquire()
-    monkeypatch.setattr(ratelimit, "time", OneLateWakeUp())
 
-    # Its slot was half a second away; woken at 0.7 s, it sends instead in the next slot the
-    # window allows: one second and the margin after the first send, not 0.2 s after that.
-    waited = limiter.acquire()
+@pytest.mark.parametrize("storage", ["redis", "memory://"])
+def test_a_lookup_woken_late_takes_another_slot_when_later_sends_would_share_its_window(
+    storage: str, monkeypatch
+) -> None:
+    with override_settings(PROVIDERS_RATE_LIMIT_STORAGE_URL=_storage_url(storage)):
+        limiter = RateLimiter(_name(), "2/second", max_wait=5)
+        limiter.acquire()
 
-    assert waited >= 1.0
+        def two_more_reserved() -> None:
+            for _ in range(2):
+                ratelimit.rate_limit_schedule().reserve(limiter.name, limiter.windows, 5)
+
+        monkeypatch.setattr(ratelimit, "time", _OneLateWakeUp(two_more_reserved))
+
+        # Its slot at 0.5 s, then others at 1.05 and 1.55 s: sent at 0.7 s, [0.7, 1.7) would
+        # hold three. It takes the next slot: a second and the margin after the one at 1.05 s.
+        waited = limiter.acquire()
+
+    assert waited >= 2.05
+
+
+@pytest.mark.parametrize("storage", ["redis", "memory://"])
+def test_a_late_send_is_logged_when_it_was_sent_so_later_slots_count_from_then(
+    storage: str,
+) -> None:
+    with override_settings(PROVIDERS_RATE_LIMIT_STORAGE_URL=_storage_url(storage)):
+        schedule, name = ratelimit.rate_limit_schedule(), _name()
+        windows = [ratelimit.Window(2, 1.0)]
+        first_at = time.monotonic() + schedule.reserve(name, windows, 5).wait
+        late = schedule.reserve(name, windows, 5)  # at 0.5 s
+        schedule.reserve(name, windows, 5)  # at 1.05 s
+        time.sleep(late.wait + 0.2)
+        sent_at = time.monotonic()
+        assert schedule.send_late(name, windows, late)
+        # A second window's worth after the late send, not after its slot (1.55 s).
+        fourth_at = time.monotonic() + schedule.reserve(name, windows, 5).wait
+
+    assert fourth_at - first_at > 1.7
+    assert fourth_at - sent_at >= 1.0
 
 
 def test_a_wait_beyond_max_wait_is_a_transient_error_instead_of_a_long_sleep() -> None:

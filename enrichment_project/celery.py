@@ -1,6 +1,7 @@
 import gc
 import logging.config
 import os
+import sys
 from contextvars import Token
 from typing import Any
 
@@ -67,6 +68,16 @@ def _start_metrics(**kwargs: Any) -> None:
 @signals.worker_process_shutdown.connect
 def _forget_process_metrics(pid: int, **kwargs: Any) -> None:
     metrics_process_dead(pid)
+
+
+# --- The interpreter's thread switching -----------------------------------------------------
+@signals.worker_init.connect
+def _set_switch_interval(**kwargs: Any) -> None:
+    """Measured on the sandbox's 1,000 ms drain of 10,000 enrichments for 20 organizations: at
+    Python's 5 ms, 35-43 voluntary context switches and 1.84-1.90 ms of worker CPU per
+    enrichment (0.5 ms of it in the kernel), 689-715 enrichments/s; at 20 ms, 5.5-6.8 switches,
+    0.99-1.22 ms, 959-1,114/s. Set before the pool starts; a prefork child inherits it."""
+    sys.setswitchinterval(settings.WORKER_SWITCH_INTERVAL)
 
 
 # --- Garbage collection: the start-up heap is out of the collector's reach ------------------

@@ -196,6 +196,11 @@ LOGGING = {
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # A worker with WORKER_METRICS_PORT serves its processes' metrics on that port (GET /metrics).
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=None)
+# Seconds a worker thread may run Python before the interpreter makes it hand over to a waiting
+# thread (sys.setswitchinterval; Python's default is 0.005). A worker's hundreds of lookup threads
+# each wake briefly, and at 5 ms the forced hand-overs cost more CPU than the lookups themselves
+# (README, "Worker drains").
+WORKER_SWITCH_INTERVAL: float = env.float("WORKER_SWITCH_INTERVAL", default=0.02)
 # Task events feed Flower (its dashboard and /metrics); off unless a Flower listens.
 CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=False)
 CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS

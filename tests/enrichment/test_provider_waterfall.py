@@ -15,6 +15,7 @@ import pytest
 from celery.signals import worker_process_shutdown, worker_shutdown
 from django.core.cache import caches
 from django.db import connection
+from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pytest_httpserver import HTTPServer
@@ -80,12 +81,18 @@ def requests_to(httpserver: HTTPServer, path: str) -> list[Request]:
     return [request for request, _ in httpserver.log if request.path == path]
 
 
-def calls_of(enrichment: Enrichment) -> list[tuple[str, str]]:
-    return list(
-        ProviderCall.objects.filter(reference_id=enrichment.pk)
-        .order_by("created_at", "id")
-        .values_list("provider", "outcome")
-    )
+def calls_written(calls: QuerySet[ProviderCall], count: int) -> QuerySet[ProviderCall]:
+    """`calls` once at least `count` are written: a job writes its calls just after its
+    settlement commits, so a test that saw the settlement may read them a moment early."""
+    deadline = time.monotonic() + 10
+    while calls.count() < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return calls
+
+
+def calls_of(enrichment: Enrichment, count: int) -> list[tuple[str, str]]:
+    calls = ProviderCall.objects.filter(reference_id=enrichment.pk).order_by("created_at", "id")
+    return list(calls_written(calls, count).values_list("provider", "outcome"))
 
 
 def test_not_found_at_hunter_moves_on_to_pdl_which_finds_and_is_charged_once(
@@ -108,7 +115,7 @@ def test_not_found_at_hunter_moves_on_to_pdl_which_finds_and_is_charged_once(
         )
         assert (enrichment.attempts, enrichment.credits_charged) == (1, 1)
         assert {"value", "type", "quality"} == set(enrichment.data[0])
-        assert calls_of(enrichment) == [("hunter", "not_found"), ("pdl", "found")]
+        assert calls_of(enrichment, 2) == [("hunter", "not_found"), ("pdl", "found")]
         points = ContactPoint.objects.filter(person=enrichment.person)
         assert {(p.value, p.quality, p.provider) for p in points} == {
             (found["value"], "probable", "pdl") for found in enrichment.data
@@ -155,7 +162,7 @@ def test_a_retried_enrichment_never_asks_again_the_provider_that_said_not_found(
     assert enrichment.provider == ("pdl" if found else "")
     assert enrichment.credits_charged == (1 if found else 0)
     assert len(requests_to(providers_served, HUNTER)) == 1
-    assert calls_of(enrichment) == [
+    assert calls_of(enrichment, 3) == [
         ("hunter", "not_found"),
         ("pdl", "transient"),
         ("pdl", "found" if found else "not_found"),
@@ -372,11 +379,7 @@ def test_an_enrichment_waits_for_a_provider_whose_circuit_is_open_instead_of_fai
         2,
     )
     assert enrichment.credits_charged == 1
-    # The job writes its calls just after the settlement commits.
-    calls = ProviderCall.objects.order_by("created_at")
-    deadline = time.monotonic() + 10
-    while calls.count() < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    calls = calls_written(ProviderCall.objects.order_by("created_at"), 2)
     first, second = [call.created_at for call in calls]
     # The retry came once the circuit could let a trial through, not at the 50 ms backoff.
     assert (second - first).total_seconds() >= 0.5

@@ -65,27 +65,24 @@ def main() -> None:
         params = {"domain": "example.com", "first_name": "Ada", "last_name": "Lovelace"}
         limiter = RateLimiter("hunter", "1000000/second")
 
-        def provider_cpu() -> float:
-            return provider.cpu_seconds()
-
         print(f"CPU per request, {REQUESTS} requests one after another, one thread")
         _measure(
             "httpx GET alone",
             lambda: client.get("/v2/email-finder", params=params),
-            provider_cpu,
+            provider.cpu_seconds,
         )
-        _measure("rate-limit slot alone", limiter.acquire, provider_cpu)
+        _measure("rate-limit slot alone", limiter.acquire, provider.cpu_seconds)
         _measure(
             "adapter lookup (slot + request)",
             lambda: hunter.lookup(subject, "emails"),
-            provider_cpu,
+            provider.cpu_seconds,
         )
         _measure(
             "provider call (+ circuit, call log)",
             lambda: provider_lookup(
                 adapter=hunter, subject=subject, field="emails", reference_id=None
             ),
-            provider_cpu,
+            provider.cpu_seconds,
         )
 
 

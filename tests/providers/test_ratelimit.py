@@ -80,18 +80,24 @@ class _OneLateWakeUp:
         self.late = False
 
 
+def _waited_after_a_late_wake(
+    storage: str, monkeypatch, meanwhile: Callable[[RateLimiter], None] = lambda limiter: None
+) -> float:
+    """A 2/second limiter's second lookup, whose thread wakes 0.2 s after its slot at 0.5 s."""
+    with override_settings(PROVIDERS_RATE_LIMIT_STORAGE_URL=_storage_url(storage)):
+        limiter = RateLimiter(_name(), "2/second", max_wait=5)
+        limiter.acquire()
+        monkeypatch.setattr(ratelimit, "time", _OneLateWakeUp(lambda: meanwhile(limiter)))
+        return limiter.acquire()
+
+
 @pytest.mark.parametrize("storage", ["redis", "memory://"])
 def test_a_lookup_woken_late_sends_at_once_when_the_window_still_has_room(
     storage: str, monkeypatch
 ) -> None:
-    with override_settings(PROVIDERS_RATE_LIMIT_STORAGE_URL=_storage_url(storage)):
-        limiter = RateLimiter(_name(), "2/second", max_wait=5)
-        limiter.acquire()
-        monkeypatch.setattr(ratelimit, "time", _OneLateWakeUp())
-
-        # Its slot was half a second away and it woke at 0.7 s: the window [0.7, 1.7) holds only
-        # this send, so it goes now rather than leave the slot unused.
-        waited = limiter.acquire()
+    # Its slot was half a second away and it woke at 0.7 s: the window [0.7, 1.7) holds only
+    # this send, so it goes now rather than leave the slot unused.
+    waited = _waited_after_a_late_wake(storage, monkeypatch)
 
     assert 0.6 < waited < 0.95
 
@@ -100,19 +106,13 @@ def test_a_lookup_woken_late_sends_at_once_when_the_window_still_has_room(
 def test_a_lookup_woken_late_takes_another_slot_when_later_sends_would_share_its_window(
     storage: str, monkeypatch
 ) -> None:
-    with override_settings(PROVIDERS_RATE_LIMIT_STORAGE_URL=_storage_url(storage)):
-        limiter = RateLimiter(_name(), "2/second", max_wait=5)
-        limiter.acquire()
+    def two_more_reserved(limiter: RateLimiter) -> None:
+        for _ in range(2):
+            ratelimit.rate_limit_schedule().reserve(limiter.name, limiter.windows, 5)
 
-        def two_more_reserved() -> None:
-            for _ in range(2):
-                ratelimit.rate_limit_schedule().reserve(limiter.name, limiter.windows, 5)
-
-        monkeypatch.setattr(ratelimit, "time", _OneLateWakeUp(two_more_reserved))
-
-        # Its slot at 0.5 s, then others at 1.05 and 1.55 s: sent at 0.7 s, [0.7, 1.7) would
-        # hold three. It takes the next slot: a second and the margin after the one at 1.05 s.
-        waited = limiter.acquire()
+    # Its slot at 0.5 s, then others at 1.05 and 1.55 s: sent at 0.7 s, [0.7, 1.7) would hold
+    # three. It takes the next slot: a second and the margin after the one at 1.05 s.
+    waited = _waited_after_a_late_wake(storage, monkeypatch, two_more_reserved)
 
     assert waited >= 2.05
 
@@ -163,8 +163,7 @@ def test_a_pause_holds_every_limiter_of_the_provider() -> None:
 
 @pytest.mark.parametrize("storage", ["redis", "memory://"])
 def test_a_pause_voids_the_slots_already_reserved_after_it(storage: str) -> None:
-    url = settings.PROVIDERS_RATE_LIMIT_STORAGE_URL if storage == "redis" else storage
-    with override_settings(PROVIDERS_RATE_LIMIT_STORAGE_URL=url):
+    with override_settings(PROVIDERS_RATE_LIMIT_STORAGE_URL=_storage_url(storage)):
         limiter = RateLimiter(_name(), "2/second", max_wait=5)
         limiter.acquire()
         granted: list[float] = []

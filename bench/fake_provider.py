@@ -5,7 +5,7 @@ It answers as Hunter documents: 401 without the key in X-API-KEY, its throttle a
 reached the rate limit" (without Retry-After, which Hunter does not document), 400 `wrong_params`
 without a domain or company, else after `latency_ms` a 200 whose `data.email` is a verified
 address for three persons in four (decided by a hash of the query, as the sandbox decides) and
-null for the others. The latency is awaited on the server's asyncio loop, so hundreds of
+null for the others. The latency is a timer on the server's event loop, so hundreds of
 requests can be in flight at once. Its limit is `limit` requests served in any one second (a
 sliding log of arrivals): the strictest reading of "N per second", so a provider counting fixed
 windows would refuse no more. Refused requests are answered at once and do not count against
@@ -29,10 +29,12 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import h11
+import httptools
+import uvloop
 
 from bench.control import ControlClient
 
@@ -117,74 +119,103 @@ def _error(id_: str, code: int, details: str) -> dict[str, Any]:
     return {"errors": [{"id": id_, "code": code, "details": details}]}
 
 
-async def _connection(
-    provider: FakeHunter, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    """One keep-alive connection: its requests answered one after another, as HTTP/1.1 wants."""
-    http = h11.Connection(h11.SERVER)
-    request: h11.Request | None = None
-    try:
-        while True:
-            event = http.next_event()
-            if event is h11.NEED_DATA:
-                http.receive_data(await reader.read(64 * 1024))
-            elif isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.EndOfMessage) and request is not None:
-                writer.write(await _response(provider, http, request))
-                await writer.drain()
-                if http.our_state is h11.MUST_CLOSE:
-                    break
-                http.start_next_cycle()
-            elif isinstance(event, h11.ConnectionClosed):
-                break
-    except (ConnectionError, h11.RemoteProtocolError):
-        pass
-    finally:
-        writer.close()
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection, parsed by httptools (C) and answered from loop callbacks: no
+    coroutine per request, so the provider's own CPU stays small beside the worker's it shares
+    the machine with (h11 in pure Python and a coroutine per connection cost ~300 us a request,
+    as much as a third of the worker's own HTTP cost). Answers leave in the order their requests
+    came, as HTTP/1.1 wants, even when an answer at once follows a delayed one."""
+
+    def __init__(self, provider: FakeHunter, open_connections: set["_Connection"]) -> None:
+        self.provider = provider
+        self.open_connections = open_connections
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: Any = None  # uvloop's TCPTransport, not an asyncio.Transport subclass
+        self.loop = asyncio.get_running_loop()
+        self._url = b""
+        self._key = ""
+        self._last_answer_at = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.open_connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open_connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # httptools' callbacks, in the order it makes them for each request.
+    def on_message_begin(self) -> None:
+        self._url, self._key = b"", ""
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"x-api-key":
+            self._key = value.decode()
+
+    def on_message_complete(self) -> None:
+        reply = _reply(self.provider, self.parser.get_method(), self._url.decode(), self._key)
+        keep_alive = self.parser.should_keep_alive()
+        payload = _encoded(reply, keep_alive)
+        self._last_answer_at = max(self.loop.time() + reply.delay, self._last_answer_at)
+        self.loop.call_at(self._last_answer_at, self._send, payload, keep_alive)
+
+    def _send(self, payload: bytes, keep_alive: bool) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(payload)
+        if not keep_alive:
+            self.transport.close()
 
 
-async def _response(provider: FakeHunter, http: h11.Connection, request: h11.Request) -> bytes:
-    url = urlsplit(request.target.decode())
+def _reply(provider: FakeHunter, method: bytes, target: str, key: str) -> Reply:
+    url = urlsplit(target)
     if url.path == COUNTS_PATH:
-        if request.method == b"DELETE":
+        if method == b"DELETE":
             provider.reset()
         counts = provider.counts()
         # With the process's own CPU time so far (bench/adapter_cost.py).
-        reply = Reply(200, {**asdict(counts), "cpu_seconds": time.process_time()})
-    elif url.path != PATH:
-        reply = Reply(404, _error("not_found", 404, "The requested resource does not exist"))
-    else:
-        headers = {name.decode(): value.decode() for name, value in request.headers}
-        reply = provider.answer(headers.get("x-api-key", ""), dict(parse_qsl(url.query)))
-    if reply.delay:
-        await asyncio.sleep(reply.delay)
+        return Reply(200, {**asdict(counts), "cpu_seconds": time.process_time()})
+    if url.path != PATH:
+        return Reply(404, _error("not_found", 404, "The requested resource does not exist"))
+    return provider.answer(key, dict(parse_qsl(url.query)))
+
+
+def _encoded(reply: Reply, keep_alive: bool) -> bytes:
     payload = json.dumps(reply.body).encode()
-    headers = [
-        ("content-type", "application/json; charset=utf-8"),
-        ("content-length", str(len(payload))),
-    ]
-    return b"".join(
-        (
-            http.send(h11.Response(status_code=reply.status, headers=headers)) or b"",
-            http.send(h11.Data(data=payload)) or b"",
-            http.send(h11.EndOfMessage()) or b"",
-        )
+    head = (
+        f"HTTP/1.1 {reply.status} {HTTPStatus(reply.status).phrase}\r\n"
+        "content-type: application/json; charset=utf-8\r\n"
+        f"content-length: {len(payload)}\r\n"
+        f"connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
     )
+    return head.encode() + payload
 
 
 @contextmanager
 def fake_hunter(
     *, latency_ms: int, limit: int, api_key: str, port: int = 0
 ) -> Iterator[FakeHunter]:
-    """Yields the running provider; its `url` is the base URL (HUNTER_BASE_URL). One asyncio
-    loop on a thread of its own serves every connection: no thread to start per connection, so
-    a burst of new connections is admitted as fast as it arrives."""
+    """Yields the running provider; its `url` is the base URL (HUNTER_BASE_URL). One uvloop loop
+    on a thread of its own serves every connection: no thread to start per connection, so a
+    burst of new connections is admitted as fast as it arrives."""
     provider = FakeHunter(latency_ms=latency_ms, limit=limit, api_key=api_key)
-    loop = asyncio.new_event_loop()
+    open_connections: set[_Connection] = set()
+    loop = uvloop.new_event_loop()
     server = loop.run_until_complete(
-        asyncio.start_server(
-            lambda reader, writer: _connection(provider, reader, writer),
+        loop.create_server(
+            lambda: _Connection(provider, open_connections),
             "127.0.0.1",
             port,
             # Every worker process opens up to ENRICHMENT_PROVIDER_CONCURRENCY connections at once.
@@ -197,7 +228,7 @@ def fake_hunter(
     try:
         yield provider
     finally:
-        asyncio.run_coroutine_threadsafe(_stop(server), loop).result()
+        asyncio.run_coroutine_threadsafe(_stop(server, open_connections), loop).result()
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
@@ -219,13 +250,12 @@ class FakeHunterClient(ControlClient):
         return float(self.state()["cpu_seconds"])
 
 
-async def _stop(server: asyncio.Server) -> None:
+async def _stop(server: asyncio.Server, open_connections: set[_Connection]) -> None:
     """Stops listening and ends the connections the clients still keep alive."""
     server.close()
-    connections = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-    for task in connections:
-        task.cancel()
-    await asyncio.gather(*connections, return_exceptions=True)
+    for connection in list(open_connections):
+        connection.close()
+    await server.wait_closed()
 
 
 if __name__ == "__main__":

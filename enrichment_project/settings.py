@@ -349,6 +349,11 @@ ENRICHMENT_PROVIDER_TRANSIENT_STREAK = env.int("ENRICHMENT_PROVIDER_TRANSIENT_ST
 ENRICHMENT_PROVIDER_TRANSIENT_COOLDOWN = env.int(
     "ENRICHMENT_PROVIDER_TRANSIENT_COOLDOWN", default=60
 )
+# Seconds a worker process trusts its last reading of a closed circuit before reading it again:
+# saves a Redis round trip per request; another process's opening is seen this much later.
+ENRICHMENT_PROVIDER_CIRCUIT_REFRESH: float = env.float(
+    "ENRICHMENT_PROVIDER_CIRCUIT_REFRESH", default=0.25
+)
 # Seconds one half-open trial request holds the circuit before another caller may try.
 ENRICHMENT_PROVIDER_TRIAL_LEASE = env.int("ENRICHMENT_PROVIDER_TRIAL_LEASE", default=30)
 # Longest a lookup waits for a rate-limit slot; beyond it the lookup is a transient failure.

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from credits.services import credits_grant
 from organizations.models import Organization
 from organizations.services import api_key_create
+from providers.circuit import circuit_views_forget
 from tests.factories import OrganizationFactory
 
 
@@ -56,5 +57,7 @@ def tenant(make_tenant: Callable[..., Tenant]) -> Tenant:
 
 @pytest.fixture(autouse=True)
 def fresh_rate_limits() -> None:
-    """Throttle counters live in the cache; each test starts with none."""
+    """Throttle counters live in the cache; each test starts with none, and with no process view
+    of a circuit read by an earlier test."""
     cache.clear()
+    circuit_views_forget()

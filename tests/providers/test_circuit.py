@@ -4,6 +4,7 @@ cooldown or by a streak of transient failures for a shorter time, half-open with
 import time
 
 import pytest
+from django.core.cache import caches
 from django.test import override_settings
 
 from providers.circuit import CLOSED, HALF_OPEN, OPEN, Circuit, circuit_states
@@ -91,3 +92,60 @@ def test_the_streak_counts_failures_from_all_workers_at_once() -> None:
     run_concurrently([lambda: Circuit("dropcontact").record_transient("provider_error")] * 5)
 
     assert Circuit("dropcontact").state().state == OPEN
+
+
+def _opened_by_another_process(provider: str) -> None:
+    """What a worker elsewhere writes when its request met the provider's "out of credits"."""
+    now = time.time()
+    record = {"reason": "quota_exhausted", "opened_at": now, "reopen_at": now + 300}
+    caches["providers"].set(f"circuit:{provider}", record, timeout=None)
+
+
+@override_settings(ENRICHMENT_PROVIDER_CIRCUIT_REFRESH=0.3)
+def test_a_closed_reading_is_trusted_for_the_refresh_then_read_again() -> None:
+    assert Circuit("hunter").allow()
+    _opened_by_another_process("hunter")
+
+    # This process's reading still says closed: no round trip per request.
+    assert Circuit("hunter").allow()
+    time.sleep(0.35)
+    assert not Circuit("hunter").allow()
+
+
+@override_settings(ENRICHMENT_PROVIDER_CIRCUIT_REFRESH=0.3, ENRICHMENT_PROVIDER_TRANSIENT_STREAK=5)
+def test_a_streak_begun_elsewhere_is_reset_once_this_process_has_read_it() -> None:
+    store, streak_key = caches["providers"], "circuit-streak:hunter"
+    circuit = Circuit("hunter")
+    assert circuit.allow()
+    store.set(streak_key, 4, timeout=300)  # another process's four failures in a row
+
+    # Not seen yet: a healthy provider's success writes nothing.
+    circuit.record_success()
+    assert store.get(streak_key) == 4
+    time.sleep(0.35)
+    assert circuit.allow()  # this reading sees the streak
+    circuit.record_success()
+
+    assert store.get(streak_key) is None
+
+
+@override_settings(ENRICHMENT_PROVIDER_CIRCUIT_REFRESH=60, ENRICHMENT_PROVIDER_TRANSIENT_STREAK=5)
+def test_this_processs_own_failures_are_reset_by_its_successes_at_once() -> None:
+    circuit = Circuit("hunter")
+    assert circuit.allow()
+    for _ in range(4):
+        circuit.record_transient("provider_error")
+    circuit.record_success()
+    circuit.record_transient("provider_error")
+
+    assert circuit.allow()
+    assert caches["providers"].get("circuit-streak:hunter") == 1
+
+
+@override_settings(ENRICHMENT_PROVIDER_CIRCUIT_REFRESH=60)
+def test_an_opening_by_this_process_is_seen_at_once_despite_the_refresh() -> None:
+    circuit = Circuit("pdl")
+    assert circuit.allow()
+    circuit.record_failure("credits_exhausted")
+
+    assert not Circuit("pdl").allow()

@@ -80,9 +80,13 @@ class ProviderHttp:
         # The client first: building a thread's first one takes long enough that a slot taken
         # before would be spent late, inside the provider's window of the next one.
         client = self.client()
+        # The absolute URL in one parse: given a relative path and params, httpx parses the URL
+        # three times (the path, the join with the base, the params' merge), ~60 us a request.
+        base = client.base_url
+        url = base.copy_with(path=base.path + path.lstrip("/"), params=params)
         self.limiter.acquire(before_sending=Circuit(self.config.name).refuse_if_opened)
         try:
-            return client.request(method, path, params=params, json=json)
+            return client.request(method, url, json=json)
         except httpx.TimeoutException as error:
             raise TransientProviderError("provider_timeout", detail=str(error)) from None
         except httpx.TransportError as error:

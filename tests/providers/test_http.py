@@ -126,6 +126,31 @@ def test_request_slower_than_the_timeout_is_a_transient_timeout(
     assert adapter.http.client().timeout.read == 0.3
 
 
+def test_a_base_url_with_a_path_prefixes_every_request_and_params_are_encoded(
+    httpserver: HTTPServer,
+) -> None:
+    # Behind a gateway, e.g. HUNTER_BASE_URL=https://gateway.internal/hunter/
+    httpserver.expect_request(
+        "/gateway/hunter/v2/email-finder",
+        query_string={
+            "max_duration": "3",
+            "domain": "example.com",
+            "first_name": "Zoë & Co",
+            "last_name": "Lovelace",
+        },
+    ).respond_with_json({"data": {"email": None}})
+    config = ProviderConfig(
+        name="hunter",
+        api_key=API_KEY,
+        base_url=httpserver.url_for("/gateway/hunter/"),
+        timeout=2.0,
+    )
+    subject = Subject(first_name="Zoë & Co", last_name="Lovelace", company_domain="example.com")
+
+    # Answered by the expectation above, not by the server's 500 for an unexpected request.
+    assert HunterAdapter(config).lookup(subject, "emails").values == ()
+
+
 def test_unreachable_provider_is_a_transient_error() -> None:
     config = ProviderConfig(
         name="hunter", api_key=API_KEY, base_url="http://127.0.0.1:9", timeout=2.0

@@ -81,7 +81,7 @@ class ProviderHttp:
         # before would be spent late, inside the provider's window of the next one.
         client = self.client()
         # The absolute URL in one parse: given a relative path and params, httpx parses the URL
-        # three times (the path, the join with the base, the params' merge), ~60 us a request.
+        # three times (the path, the join with the base, the params' merge); ~26 us a request.
         base = client.base_url
         url = base.copy_with(path=base.path + path.lstrip("/"), params=params)
         self.limiter.acquire(before_sending=Circuit(self.config.name).refuse_if_opened)

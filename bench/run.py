@@ -20,7 +20,6 @@ from django.test import Client
 from bench import fixtures
 from bench.drain import Drain, deliveries_drained, drain_enrichments, drain_noop
 from bench.environment import RESULTS
-from bench.fake_provider import Counts
 from bench.fixtures import Tenant, batch_id, block_of, enrichment_id, person_id
 from bench.http_load import BATCH_PATH, batch_body, post_concurrently
 from bench.processes import (
@@ -314,11 +313,9 @@ def worker_drains(report: Report) -> list[Drain]:
     noop: list[float] = []
     at_zero: dict[int, list[float]] = {organizations: [] for organizations in workloads}
     settling: list[Drain] = []
-    # Run by run: each latency's drains right after the 0 ms drains they are divided by. On a
-    # shared machine, a baseline measured minutes before is a measure of another machine.
-    for run in range(RUNS):
-        with _worker(0):
-            progress(f"b. run {run + 1}: worker drains, no-op and 0 ms")
+    with _worker(0):
+        for run in range(RUNS):
+            progress("b. worker drains, no-op and 0 ms")
             fixtures.state_reset()
             noop.append(drain_noop(DRAIN_SIZE))
             for organizations, requests in workloads.items():
@@ -336,9 +333,10 @@ def worker_drains(report: Report) -> list[Drain]:
                     baseline=noop[run],
                     baseline_label="no-op tasks/s",
                 )
-        for latency in SLOW_LATENCIES_MS:
-            with _worker(latency):
-                progress(f"b. run {run + 1}: worker drains, {latency} ms")
+    for latency in SLOW_LATENCIES_MS:
+        with _worker(latency):
+            for run in range(RUNS):
+                progress(f"b. worker drains, {latency} ms")
                 for organizations, requests in workloads.items():
                     fixtures.state_reset()
                     report.record(
@@ -510,70 +508,63 @@ def adapter_drains(report: Report) -> None:
     over HTTP, against a local fake Hunter (bench/fake_provider.py). At 200 ms, with a limit of
     200 requests/s on both sides: enrichments/s against that limit, and the provider's refusals
     per request it received. At 0 ms, limits out of the way: against the sandbox's drain of the
-    same enrichments, measured just before in the same run (the adapter layer's own cost). At
-    200 and 1,000 ms, limits out of the way: against that run's HTTP drain at 0 ms (latency
-    hidden). Each drain has a fake Hunter and workers of its own."""
+    same enrichments, measured first on the same machine (the adapter layer's own cost). At 200
+    and 1,000 ms, limits out of the way: against that HTTP drain at 0 ms (latency hidden)."""
     requests = _drain_requests(
         fixtures.tenant_create("bench-http"), CAPTURE_CLIENT + 300, DRAIN_SIZE
     )
     sandbox: list[float] = []
-    http_at_zero: list[float] = []
-    unlimited = [(latency, UNLIMITED) for latency in (0, *SLOW_LATENCIES_MS)]
-    # Run by run, as in section b: each drain right after the baseline it is divided by.
-    for run in range(RUNS):
-        with _worker(0):
-            progress(f"f. run {run + 1}: sandbox drain, 0 ms")
+    with _worker(0):
+        for _ in range(RUNS):
+            progress("f. sandbox drains, 0 ms")
             fixtures.state_reset()
             sandbox.append(drain_enrichments(requests).per_second)
-        for latency_ms, limit in (*unlimited, (SLOW_SANDBOX_MS, PROVIDER_LIMIT)):
-            progress(f"f. run {run + 1}: HTTP adapter drain, {latency_ms} ms, limit {limit}/s")
-            drain, counts = _adapter_drain(requests, latency_ms, limit)
-            if limit == PROVIDER_LIMIT:
-                _record_limited_drain(report, drain, counts.requests, counts.refused)
-            elif latency_ms:
-                report.record(
-                    f"f.{latency_ms}ms.unlimited.rate",
-                    section="f",
-                    label=f"{latency_ms} ms, no limit, over HTTP",
-                    unit="enrich./s",
-                    value=drain.per_second,
-                    baseline=http_at_zero[run],
-                    baseline_label="HTTP 0 ms:",
-                )
-            else:
-                http_at_zero.append(drain.per_second)
-                report.record(
-                    "f.0ms.rate",
-                    section="f",
-                    label="0 ms, Hunter adapter over HTTP",
-                    unit="enrich./s",
-                    value=drain.per_second,
-                    baseline=sandbox[run],
-                    baseline_label="sandbox 0 ms:",
-                )
-
-
-def _adapter_drain(
-    requests: list[tuple[Tenant, list[uuid.UUID]]], latency_ms: int, limit: int
-) -> tuple[Drain, Counts]:
-    """One drain through the Hunter adapter, on workers and a fake Hunter of its own; the counts
-    are the requests the provider received and refused."""
-    with fake_hunter_process(latency_ms=latency_ms, limit=limit, api_key=PROVIDER_KEY) as provider:
-        hunter = {
-            "ENRICHMENT_PROVIDERS": json.dumps({"emails": ["hunter"], "phones": ["sandbox"]}),
-            "HUNTER_API_KEY": PROVIDER_KEY,
-            "HUNTER_BASE_URL": provider.url,
-            "HUNTER_RATE_LIMIT": f"{limit}/second",
-        }
-        with _worker(0, name=f"hunter-{latency_ms}ms", providers=hunter):
-            fixtures.state_reset()
-            drain = drain_enrichments(requests)
-            counts = provider.counts()
-    # A figure only for a drain the provider answered: not one of failures.
-    failed = Enrichment.objects.filter(status=Status.FAILED).exists()
-    if counts.requests < DRAIN_SIZE or failed:
-        raise RuntimeError("The fake Hunter did not answer the drain; see the log.")
-    return drain, counts
+    http_at_zero: list[float] = []
+    unlimited = [(latency, UNLIMITED) for latency in (0, *SLOW_LATENCIES_MS)]
+    for latency_ms, limit in (*unlimited, (SLOW_SANDBOX_MS, PROVIDER_LIMIT)):
+        with fake_hunter_process(
+            latency_ms=latency_ms, limit=limit, api_key=PROVIDER_KEY
+        ) as provider:
+            hunter = {
+                "ENRICHMENT_PROVIDERS": json.dumps({"emails": ["hunter"], "phones": ["sandbox"]}),
+                "HUNTER_API_KEY": PROVIDER_KEY,
+                "HUNTER_BASE_URL": provider.url,
+                "HUNTER_RATE_LIMIT": f"{limit}/second",
+            }
+            with _worker(0, name=f"hunter-{latency_ms}ms", providers=hunter):
+                for run in range(RUNS):
+                    progress(f"f. HTTP adapter drains, {latency_ms} ms")
+                    fixtures.state_reset()
+                    provider.reset()
+                    drain = drain_enrichments(requests)
+                    counts = provider.counts()
+                    # A figure only for a drain the provider answered: not one of failures.
+                    failed = Enrichment.objects.filter(status=Status.FAILED).exists()
+                    if counts.requests < DRAIN_SIZE or failed:
+                        raise RuntimeError("The fake Hunter did not answer the drain; see the log.")
+                    if limit == PROVIDER_LIMIT:
+                        _record_limited_drain(report, drain, counts.requests, counts.refused)
+                    elif latency_ms:
+                        report.record(
+                            f"f.{latency_ms}ms.unlimited.rate",
+                            section="f",
+                            label=f"{latency_ms} ms, no limit, over HTTP",
+                            unit="enrich./s",
+                            value=drain.per_second,
+                            baseline=http_at_zero[run],
+                            baseline_label="HTTP 0 ms:",
+                        )
+                    else:
+                        http_at_zero.append(drain.per_second)
+                        report.record(
+                            "f.0ms.rate",
+                            section="f",
+                            label="0 ms, Hunter adapter over HTTP",
+                            unit="enrich./s",
+                            value=drain.per_second,
+                            baseline=sandbox[run],
+                            baseline_label="sandbox 0 ms:",
+                        )
 
 
 def _record_limited_drain(report: Report, drain: Drain, requests: int, refused: int) -> None:

@@ -60,13 +60,19 @@ def process_enrichments(self: Task, enrichment_ids: list[str]) -> None:
     }
     handed = []
     while lookups:
-        # Settles every answer that has arrived in one transaction, while the rest are in flight.
+        # Settles in one transaction every answer that has arrived, or arrives within the wave
+        # window after the first, while the rest are in flight.
         done, _ = wait(
             lookups, timeout=max(deadline - time.monotonic(), 0), return_when=FIRST_COMPLETED
         )
         if not done:
             _abandon(lookups)
             break
+        if settings.ENRICHMENT_WAVE_WINDOW:
+            done, _ = wait(
+                lookups,
+                timeout=min(settings.ENRICHMENT_WAVE_WINDOW, max(deadline - time.monotonic(), 0)),
+            )
         handed += enrichments_settle_lookups(
             lookups=[(lookups.pop(future), future) for future in done]
         )

@@ -310,6 +310,9 @@ ENRICHMENT_PROVIDER_CONCURRENCY = env.int(
     "ENRICHMENT_PROVIDER_CONCURRENCY",
     default=CELERY_WORKER_CONCURRENCY * ENRICHMENT_TASK_CHUNK_SIZE,
 )
+# Seconds a job waits, after the first answer of a wave, for more answers to settle with it: one
+# turn on the credit row's lock for many answers instead of a few each (0: settle at once).
+ENRICHMENT_WAVE_WINDOW: float = env.float("ENRICHMENT_WAVE_WINDOW", default=0.05)
 ENRICHMENT_MAX_ATTEMPTS = env.int("ENRICHMENT_MAX_ATTEMPTS", default=5)
 ENRICHMENT_RETRY_BACKOFF_SECONDS: float = env.float("ENRICHMENT_RETRY_BACKOFF_SECONDS", default=2.0)
 ENRICHMENT_RETRY_BACKOFF_MAX_SECONDS: float = env.float(

@@ -11,6 +11,7 @@ from django.db import IntegrityError, connection, transaction
 
 from credits.models import CreditTransaction
 from credits.services import Charge, credit_account_lock, credits_charge
+from enrichment import tasks
 from enrichment.models import Enrichment, Status
 from enrichment.queueing import enqueue_enrichments
 from enrichment.services import (
@@ -18,6 +19,7 @@ from enrichment.services import (
     enrichments_claim,
     enrichments_requeue_timed_out,
 )
+from enrichment.waterfall import LookupOutcome
 from persons.models import ContactPoint
 from providers.base import FoundValue
 from tests.concurrency import run_concurrently
@@ -197,6 +199,35 @@ def test_a_job_stops_at_its_soft_time_limit_and_leaves_its_unanswered_claims_to_
         Status.FINISHED,
         2,
     )
+    assert_ledger_invariants(tenant.organization)
+
+
+def test_answers_within_the_wave_window_settle_together_and_a_later_one_on_its_own(
+    make_tenant, fast_providers, enrichment_queue, settings, monkeypatch
+):
+    settings.ENRICHMENT_WAVE_WINDOW = 0.3
+    tenant = make_tenant(credits=10)
+    people = PersonFactory.create_batch(
+        4, organization=tenant.organization, company_domain="found.example"
+    )
+    enrichments = request_enrichments(tenant, people)
+    # Three answers within the window of the first, and one well after it.
+    delays = dict(zip([e.pk for e in enrichments], (0, 0.05, 0.1, 0.8), strict=True))
+    undelayed = tasks._lookup
+
+    def delayed(enrichment: Enrichment) -> LookupOutcome:
+        time.sleep(delays[enrichment.pk])
+        return undelayed(enrichment)
+
+    monkeypatch.setattr(tasks, "_lookup", delayed)
+    with celery_worker(pool="threads", concurrency=1):
+        wait_until_settled(tenant.organization)
+
+    settled = Enrichment.objects.filter(organization=tenant.organization)
+    waves = {}
+    for enrichment in settled:
+        waves.setdefault(enrichment.finished_at, []).append(delays[enrichment.pk])
+    assert sorted(sorted(wave) for wave in waves.values()) == [[0, 0.05, 0.1], [0.8]]
     assert_ledger_invariants(tenant.organization)
 
 

@@ -80,17 +80,30 @@ def pgbench_script(
 
 def ids_returned_in_pgbench(script: str, table: str, reference: str) -> str:
     """Rows that the captured statements pointed at the ids an `INSERT INTO table ... RETURNING
-    id` returned (`reference = <id>`) point at the ids pgbench's own insert returned: its last id
-    is kept with \\aset, and the others are consecutive because that insert runs under the
-    credit row lock, so no other transaction draws from the sequence meanwhile."""
+    id` returned (`reference = <id>`, or a bigint array of them, as an UPDATE joined to arrays
+    sends them) point at the ids pgbench's own insert returned: its last id is kept with
+    \\aset, and the others are consecutive because that insert runs under the credit row lock,
+    so no other transaction draws from the sequence meanwhile."""
     insert = re.compile(rf'(INSERT INTO "{table}" .* RETURNING "{table}"\."id");')
     script, inserts = insert.subn(r"\1 \\aset returned_", script)
     pointers = re.compile(rf'"{reference}" = (\d+)')
-    captured = [int(found) for found in pointers.findall(script)]
+    arrays = re.compile(r"'\{([0-9NUL,]+)\}'::\w+\[\]::bigint\[\]")
+    captured = [int(found) for found in pointers.findall(script)] + [
+        int(value)
+        for found in arrays.findall(script)
+        for value in found.split(",")
+        if value != "NULL"
+    ]
     if inserts != 1 or not captured:
         raise ValueError(f"Expected one insert into {table} and rows pointing at it.")
-    return pointers.sub(
-        lambda found: f'"{reference}" = (:returned_id - {max(captured) - int(found[1])})', script
+    last = max(captured)
+
+    def returned(value: str) -> str:
+        return "NULL" if value == "NULL" else f"(:returned_id - {last - int(value)})"
+
+    script = pointers.sub(lambda found: f'"{reference}" = {returned(found[1])}', script)
+    return arrays.sub(
+        lambda found: f"ARRAY[{', '.join(map(returned, found[1].split(',')))}]::bigint[]", script
     )
 
 

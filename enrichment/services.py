@@ -13,7 +13,7 @@ from functools import partial, update_wrapper
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Case, Exists, F, JSONField, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
@@ -45,7 +45,7 @@ from enrichment.selectors import (
 )
 from enrichment.serializers import EnrichmentBatchOut, EnrichmentOut
 from enrichment.waterfall import AsyncHandOff, LookupOutcome, WaterfallStopped
-from enrichment_project.db import AnyOf, rows_alike, rows_insert_alike
+from enrichment_project.db import AnyOf, rows_alike, rows_insert_alike, rows_update
 from enrichment_project.errors import InvalidState, NotFound, ValidationFailed
 from enrichment_project.metrics import ENRICHMENTS_CREATED, ENRICHMENTS_ENDED, count_on_commit
 from organizations.models import Organization
@@ -473,7 +473,7 @@ def _settle_for_organization(
             enrichment.credit_transaction = entry
             enrichment.credits_charged = enrichment.price
         credits_release(account=account, amount=released)
-        _save_settled(pending)
+        rows_update(pending, SETTLED_FIELDS)
         completed = enrichment_batches_complete(ended_ids=[e.pk for e in pending])
         ended = _count_ended((enrichment.field, enrichment.status) for enrichment in pending)
         if pending:
@@ -524,39 +524,19 @@ def _record_ended(
     webhook_events_record(organization_id=organization_id, events=events)
 
 
-SETTLED_FIELDS = [
-    Enrichment._meta.get_field(name)
-    for name in (
-        "status",
-        "finished_at",
-        "updated_at",
-        "data_found",
-        "error",
-        "data",
-        "provider",
-        "global_enrichment",
-        "credit_transaction",
-        "credits_charged",
-    )
-]
-
-
-def _save_settled(enrichments: Sequence[Enrichment]) -> None:
-    """One UPDATE per row, sent as one batch (psycopg pipelines executemany): bulk_update's CASE
-    expressions cost the worker more CPU than the statements cost the database."""
-    if not enrichments:
-        return
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in SETTLED_FIELDS)
-    sql = f"UPDATE {quote(Enrichment._meta.db_table)} SET {assignments} WHERE {quote('id')} = %s"
-    pk_field = Enrichment._meta.pk
-    rows = [
-        [field.get_db_prep_save(getattr(e, field.attname), connection) for field in SETTLED_FIELDS]
-        + [pk_field.get_db_prep_save(e.pk, connection)]
-        for e in enrichments
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+# The columns a settlement writes, in one UPDATE joined to one array per column (rows_update).
+SETTLED_FIELDS = (
+    "status",
+    "finished_at",
+    "updated_at",
+    "data_found",
+    "error",
+    "data",
+    "provider",
+    "global_enrichment",
+    "credit_transaction",
+    "credits_charged",
+)
 
 
 def enrichment_complete(

@@ -6,9 +6,9 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
-from kombu import Connection
 from prometheus_client.exposition import choose_encoder
 
+from enrichment_project.celery import app as celery_app
 from enrichment_project.errors import error_body
 from enrichment_project.metrics import bearer_token_valid, metrics_registry
 from providers.circuit import CLOSED, circuit_states
@@ -74,10 +74,9 @@ def _database_ok() -> bool:
 
 def _broker_ok() -> bool:
     try:
-        with Connection(
-            settings.CELERY_BROKER_URL,
-            transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
-            connect_timeout=2,
+        # The app's transport, TLS and transport options, as the workers connect.
+        with celery_app.connection_for_write(
+            settings.CELERY_BROKER_URL, connect_timeout=2
         ) as broker:
             broker.ensure_connection(max_retries=1, timeout=2)
         return True

@@ -6,6 +6,7 @@ CELERY_BROKER_URL to PostgreSQL and Redis.
 """
 
 import ipaddress
+import ssl
 from pathlib import Path
 
 import environ
@@ -250,6 +251,14 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = env.int(
         "CELERY_VISIBILITY_TIMEOUT", default=3600
     )
+    # kombu's Redis transport with a fix that keeps the worker alive when the broker goes away
+    # (enrichment_project/broker.py).
+    CELERY_BROKER_TRANSPORT = "enrichment_project.broker:RedisTransport"
+    if CELERY_BROKER_URL.startswith("rediss://"):
+        # Named by its scheme, kombu would not check the server's certificate; named by its class,
+        # it would not use TLS at all. A certificate is checked unless the URL says otherwise
+        # (`?ssl_cert_reqs=none` for a self-signed one).
+        CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 elif CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
     # RabbitMQ re-delivers a job as soon as the connection of the worker holding it closes (no
     # timeout to tune). Its consumer_timeout (30 min by default) closes a channel holding a job

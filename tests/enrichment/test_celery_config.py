@@ -1,5 +1,10 @@
 """A typo in a Celery setting silently disables it; these read the configuration the worker gets."""
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from django.conf import settings
 
@@ -48,6 +53,47 @@ def test_time_limits_are_ordered_and_the_hard_one_is_the_claim_lease():
 def test_no_job_outlives_the_redis_visibility_timeout():
     visibility = app.conf.broker_transport_options["visibility_timeout"]
     assert _longest_unacknowledged_hold() < visibility
+
+
+def broker_connection_of(url: str) -> dict[str, str]:
+    """The transport and TLS options of the Celery connection a process configured with
+    CELERY_BROKER_URL=`url` makes."""
+    script = (
+        "import json, django; django.setup()\n"
+        "from enrichment_project.celery import app\n"
+        "connection = app.connection_for_write()\n"
+        "print(json.dumps({'transport': connection.transport_cls, 'ssl': repr(connection.ssl)}))"
+    )
+    environment = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "enrichment_project.settings",
+        "CELERY_BROKER_URL": url,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=environment,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(result.stdout)
+
+
+def test_a_redis_broker_is_reached_through_the_transport_that_survives_its_loss():
+    assert broker_connection_of("redis://127.0.0.1:6379/0") == {
+        "transport": "enrichment_project.broker:RedisTransport",
+        "ssl": "False",
+    }
+
+
+def test_a_rediss_broker_checks_the_certificate_unless_its_url_says_otherwise():
+    assert broker_connection_of("rediss://redis.example:6380/0") == {
+        "transport": "enrichment_project.broker:RedisTransport",
+        "ssl": "{'ssl_cert_reqs': <VerifyMode.CERT_REQUIRED: 2>}",
+    }
+    assert broker_connection_of("rediss://redis.example:6380/0?ssl_cert_reqs=none")["ssl"] == (
+        "{'ssl_cert_reqs': <VerifyMode.CERT_NONE: 0>}"
+    )
 
 
 @pytest.mark.skipif(not AMQP, reason="publisher confirms and consumer_timeout are RabbitMQ's")

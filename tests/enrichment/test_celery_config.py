@@ -1,14 +1,12 @@
 """A typo in a Celery setting silently disables it; these read the configuration the worker gets."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from django.conf import settings
 
 from enrichment_project.celery import app
+from tests.processes import python_run
 
 pytestmark = pytest.mark.broker
 
@@ -64,19 +62,7 @@ def broker_connection_of(url: str) -> dict[str, str]:
         "connection = app.connection_for_write()\n"
         "print(json.dumps({'transport': connection.transport_cls, 'ssl': repr(connection.ssl)}))"
     )
-    environment = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "enrichment_project.settings",
-        "CELERY_BROKER_URL": url,
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=environment,
-        cwd=settings.BASE_DIR,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    return json.loads(result.stdout)
+    return json.loads(python_run(script, CELERY_BROKER_URL=url).stdout)
 
 
 def test_a_redis_broker_is_reached_through_the_transport_that_survives_its_loss():

@@ -1,9 +1,6 @@
 """GET /metrics: the business counters move by exactly what a real worker did, every process's
 samples are summed, database gauges are read at scrape time, and the token guards it."""
 
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +25,7 @@ from enrichment_project.metrics import (
 from tests.enrichment.conftest import BATCH_URL, request_enrichments, wait_until_settled
 from tests.enrichment.prometheus import INCREMENT, Samples, labels, scrape
 from tests.factories import PersonFactory
+from tests.processes import python_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -140,14 +138,8 @@ def test_a_rolled_back_reservation_moves_no_counter(make_tenant):
 
 
 def test_one_scrape_sums_the_samples_of_every_process(tmp_path: Path, monkeypatch):
-    environment = os.environ | {MULTIPROC_DIR_VARIABLE: str(tmp_path)}
     for amount in (3, 4):  # two processes, one after the other: two files of samples
-        subprocess.run(
-            [sys.executable, "-c", INCREMENT.format(amount=amount)],
-            env=environment,
-            cwd=django_settings.BASE_DIR,
-            check=True,
-        )
+        python_run(INCREMENT.format(amount=amount), **{MULTIPROC_DIR_VARIABLE: str(tmp_path)})
     assert len(list(tmp_path.glob("counter_*.db"))) == 2
     monkeypatch.setenv(MULTIPROC_DIR_VARIABLE, str(tmp_path))
 

@@ -21,6 +21,7 @@ from enrichment_project.metrics import MULTIPROC_DIR_VARIABLE
 from tests.enrichment.conftest import request_enrichments, wait_until_settled
 from tests.enrichment.prometheus import INCREMENT, labels, scrape_text
 from tests.factories import PersonFactory
+from tests.processes import python_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,12 +49,7 @@ def gunicorn(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen]]:
         "DATABASE_URL": database_url_of_tests(),
     }
     # A process of an earlier run left samples behind.
-    subprocess.run(
-        [sys.executable, "-c", INCREMENT.format(amount=5)],
-        env=environment,
-        cwd=settings.BASE_DIR,
-        check=True,
-    )
+    python_run(INCREMENT.format(amount=5), **environment)
     port = free_port()
     command = [Path(sys.executable).parent / "gunicorn", "enrichment_project.wsgi:application"]
     command += ["--config", "gunicorn.conf.py", "--workers", "2", "--bind", f"127.0.0.1:{port}"]

@@ -2,13 +2,10 @@
 readiness, and the API's /metrics reads each configured provider's circuit from Redis at scrape
 time (so any process answers the same), while the worker's exporter leaves the gauge out."""
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.cache import caches
 from django.test import Client
 from prometheus_client import generate_latest
@@ -16,6 +13,7 @@ from prometheus_client import generate_latest
 from enrichment_project.metrics import metrics_registry
 from providers.circuit import Circuit
 from tests.enrichment.prometheus import labels, scrape
+from tests.processes import python_run
 
 GAUGE = "enrichment_provider_circuit_open"
 pytestmark = pytest.mark.django_db
@@ -37,7 +35,7 @@ def open_in_another_process(provider: str, reason: str) -> None:
         "import django; django.setup(); from providers.circuit import Circuit; "
         f"Circuit({provider!r}).record_failure({reason!r})"
     )
-    subprocess.run([sys.executable, "-c", code], cwd=django_settings.BASE_DIR, check=True)
+    python_run(code)
 
 
 @pytest.mark.broker

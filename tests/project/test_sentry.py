@@ -6,12 +6,10 @@ subprocess of its own with SENTRY_DSN set, as a deployment would."""
 
 import gzip
 import json
-import os
-import subprocess
-import sys
 
-from django.conf import settings
 from pytest_httpserver import HTTPServer
+
+from tests.processes import python_run
 
 API_KEY = "ek_sentrytest_Sup3rSecretKeyMaterial0123456789abcdef"
 PERSON = {"firstName": "Ada", "lastName": "Lovelace", "companyDomain": "analytical.example"}
@@ -46,17 +44,10 @@ def run_with_sentry(httpserver: HTTPServer, script: str) -> tuple[list[dict], by
     """Runs `script` in a process with SENTRY_DSN pointing at `httpserver` and an unreachable
     database; the error events the server received, and every byte it received."""
     httpserver.expect_request("/api/1/envelope/", method="POST").respond_with_data("{}")
-    environment = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "enrichment_project.settings",
-        "SENTRY_DSN": f"http://publickey@127.0.0.1:{httpserver.port}/1",
-        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/no_such_database_for_sentry_test",
-    }
-    subprocess.run(
-        [sys.executable, "-c", script],
-        env=environment,
-        cwd=settings.BASE_DIR,
-        check=True,
-        timeout=60,
+    python_run(
+        script,
+        SENTRY_DSN=f"http://publickey@127.0.0.1:{httpserver.port}/1",
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/no_such_database_for_sentry_test",
     )
     bodies = []
     for request, _response in httpserver.log:

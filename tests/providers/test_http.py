@@ -3,7 +3,6 @@ exception; timeouts always set; one client per process, renewed after a fork."""
 
 import logging
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -35,6 +34,7 @@ from providers.base import (
 )
 from providers.http import retry_after_seconds
 from providers.redaction import REDACTED, RedactKeysFilter
+from tests.processes import python_run
 from tests.providers.conftest import API_KEY
 
 SUBJECT = Subject(first_name="Ada", last_name="Lovelace", company_domain="example.com")
@@ -303,27 +303,16 @@ def test_retry_after_and_reset_headers_are_read_in_every_documented_format(
 def test_a_key_logged_by_any_library_comes_out_redacted() -> None:
     """The project's own logging set-up, in a fresh process: a configured key written to a log
     line (here by a stand-in third-party logger) is printed as [redacted]."""
-    from django.conf import settings
 
     script = (
         "import django, logging; django.setup(); "
         "from providers.registry import adapter; adapter('hunter'); "
         f"logging.getLogger('somelib').warning('sending %s', {API_KEY!r})"
     )
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "enrichment_project.settings",
-        "HUNTER_API_KEY": API_KEY,
-        "ENRICHMENT_PROVIDERS": '{"emails": ["hunter"], "phones": ["sandbox"]}',
-    }
-
-    run = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        cwd=settings.BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    run = python_run(
+        script,
+        HUNTER_API_KEY=API_KEY,
+        ENRICHMENT_PROVIDERS='{"emails": ["hunter"], "phones": ["sandbox"]}',
     )
 
     assert "somelib sending [redacted]" in run.stderr

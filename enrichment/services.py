@@ -318,11 +318,11 @@ def enrichment_batches_complete(*, ended_ids: Collection[uuid.UUID]) -> list[Enr
     ended_ids = list(ended_ids)
     still_pending = EnrichmentBatchItem.objects.filter(
         batch=OuterRef("pk"), enrichment__status=Status.PENDING
-    ).exclude(enrichment_id__in=ended_ids)
+    ).exclude(AnyOf(F("enrichment_id"), ended_ids))
     completed = list(
         EnrichmentBatch.objects.filter(
             completed_at__isnull=True,
-            pk__in=EnrichmentBatchItem.objects.filter(enrichment_id__in=ended_ids).values(
+            pk__in=EnrichmentBatchItem.objects.filter(AnyOf(F("enrichment_id"), ended_ids)).values(
                 "batch_id"
             ),
         ).exclude(Exists(still_pending))
@@ -368,7 +368,7 @@ def enrichments_claim(*, enrichment_ids: Sequence[str], claim_token: str) -> lis
             Enrichment.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("person")
             .filter(
-                pk__in=enrichment_ids,
+                AnyOf(F("pk"), enrichment_ids),
                 status=Status.PENDING,
                 # Neither a redelivery nor a lease takeover goes past the attempts (a job whose
                 # process keeps dying would loop); the re-queue service ends such a row `timeout`.
@@ -380,9 +380,9 @@ def enrichments_claim(*, enrichment_ids: Sequence[str], claim_token: str) -> lis
                 | Q(claim_token=claim_token)
             )
         )
-        Enrichment.objects.filter(pk__in=[enrichment.pk for enrichment in claimable]).update(
-            attempts=F("attempts") + 1, started_at=now, claim_token=claim_token
-        )
+        Enrichment.objects.filter(
+            AnyOf(F("pk"), [enrichment.pk for enrichment in claimable])
+        ).update(attempts=F("attempts") + 1, started_at=now, claim_token=claim_token)
     for enrichment in claimable:
         enrichment.attempts += 1
         enrichment.started_at = now
@@ -424,7 +424,7 @@ def _settle_for_organization(
         account = credit_account_lock(organization_id=organization_id)
         pending = list(
             Enrichment.objects.select_for_update()
-            .filter(pk__in=outcome_of, status=Status.PENDING)
+            .filter(AnyOf(F("pk"), list(outcome_of)), status=Status.PENDING)
             .order_by("pk")
         )
         charged: list[Enrichment] = []

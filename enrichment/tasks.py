@@ -3,6 +3,7 @@
 import contextvars
 import logging
 import time
+from collections.abc import Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import cache
 
@@ -60,19 +61,11 @@ def process_enrichments(self: Task, enrichment_ids: list[str]) -> None:
     }
     handed = []
     while lookups:
-        # Settles in one transaction every answer that has arrived, or arrives within the wave
-        # window after the first, while the rest are in flight.
-        done, _ = wait(
-            lookups, timeout=max(deadline - time.monotonic(), 0), return_when=FIRST_COMPLETED
-        )
+        # Settles each wave of answers in one transaction while the rest are in flight.
+        done = _next_wave(lookups, deadline)
         if not done:
             _abandon(lookups)
             break
-        if settings.ENRICHMENT_WAVE_WINDOW:
-            done, _ = wait(
-                lookups,
-                timeout=min(settings.ENRICHMENT_WAVE_WINDOW, max(deadline - time.monotonic(), 0)),
-            )
         handed += enrichments_settle_lookups(
             lookups=[(lookups.pop(future), future) for future in done]
         )
@@ -84,6 +77,30 @@ def process_enrichments(self: Task, enrichment_ids: list[str]) -> None:
         handed.sort(key=lambda pair: position[str(pair[0].pk)])
         enrichments_hand_to_async(handed=handed)
         _calls_flush()
+
+
+def _next_wave(
+    lookups: Collection[Future[LookupOutcome]], deadline: float
+) -> set[Future[LookupOutcome]]:
+    """The answers to settle together: the first to arrive, then more for as long as each wave
+    window brings at least one, at most ENRICHMENT_WAVE_MAX after the first and never past the
+    deadline. Answers that come in spread out (threads waking one by one after a long wait)
+    then make one settlement, one turn on the credit row's lock, instead of several. Empty
+    when the deadline passed first."""
+    done, _ = wait(
+        lookups, timeout=max(deadline - time.monotonic(), 0), return_when=FIRST_COMPLETED
+    )
+    window = settings.ENRICHMENT_WAVE_WINDOW
+    if not done or not window:
+        return done
+    closes = min(time.monotonic() + settings.ENRICHMENT_WAVE_MAX, deadline)
+    while (timeout := min(window, closes - time.monotonic())) > 0:
+        arrived, in_flight = wait(lookups, timeout=timeout)
+        quiet = len(arrived) == len(done)
+        done = arrived
+        if quiet or not in_flight:
+            break
+    return done
 
 
 def _abandon(lookups: dict[Future[LookupOutcome], Enrichment]) -> None:

@@ -319,9 +319,11 @@ ENRICHMENT_PROVIDER_CONCURRENCY = env.int(
     "ENRICHMENT_PROVIDER_CONCURRENCY",
     default=CELERY_WORKER_CONCURRENCY * ENRICHMENT_TASK_CHUNK_SIZE,
 )
-# Seconds a job waits, after the first answer of a wave, for more answers to settle with it: one
-# turn on the credit row's lock for many answers instead of a few each (0: settle at once).
+# A job settles its answers in waves: one turn on the credit row's lock for many answers instead
+# of a few each. A wave takes more answers for as long as each window of this many seconds
+# brings one (0: settle at once), for at most ENRICHMENT_WAVE_MAX seconds after its first.
 ENRICHMENT_WAVE_WINDOW: float = env.float("ENRICHMENT_WAVE_WINDOW", default=0.05)
+ENRICHMENT_WAVE_MAX: float = env.float("ENRICHMENT_WAVE_MAX", default=0.5)
 ENRICHMENT_MAX_ATTEMPTS = env.int("ENRICHMENT_MAX_ATTEMPTS", default=5)
 ENRICHMENT_RETRY_BACKOFF_SECONDS: float = env.float("ENRICHMENT_RETRY_BACKOFF_SECONDS", default=2.0)
 ENRICHMENT_RETRY_BACKOFF_MAX_SECONDS: float = env.float(

@@ -5,6 +5,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -202,33 +203,57 @@ def test_a_job_stops_at_its_soft_time_limit_and_leaves_its_unanswered_claims_to_
     assert_ledger_invariants(tenant.organization)
 
 
-def test_answers_within_the_wave_window_settle_together_and_a_later_one_on_its_own(
-    make_tenant, fast_providers, enrichment_queue, settings, monkeypatch
-):
-    settings.ENRICHMENT_WAVE_WINDOW = 0.3
+def _settled_waves(make_tenant, monkeypatch, delays: Sequence[float]) -> list[list[float]]:
+    """Runs one job whose lookups answer after `delays` seconds; the delays, grouped by the
+    settlement (the finished_at) that ended them."""
     tenant = make_tenant(credits=10)
     people = PersonFactory.create_batch(
-        4, organization=tenant.organization, company_domain="found.example"
+        len(delays), organization=tenant.organization, company_domain="found.example"
     )
     enrichments = request_enrichments(tenant, people)
-    # Three answers within the window of the first, and one well after it.
-    delays = dict(zip([e.pk for e in enrichments], (0, 0.05, 0.1, 0.8), strict=True))
+    delay_of = dict(zip([e.pk for e in enrichments], delays, strict=True))
     undelayed = tasks._lookup
 
     def delayed(enrichment: Enrichment) -> LookupOutcome:
-        time.sleep(delays[enrichment.pk])
+        time.sleep(delay_of[enrichment.pk])
         return undelayed(enrichment)
 
     monkeypatch.setattr(tasks, "_lookup", delayed)
     with celery_worker(pool="threads", concurrency=1):
         wait_until_settled(tenant.organization)
-
-    settled = Enrichment.objects.filter(organization=tenant.organization)
     waves = {}
-    for enrichment in settled:
-        waves.setdefault(enrichment.finished_at, []).append(delays[enrichment.pk])
-    assert sorted(sorted(wave) for wave in waves.values()) == [[0, 0.05, 0.1], [0.8]]
+    for enrichment in Enrichment.objects.filter(organization=tenant.organization):
+        waves.setdefault(enrichment.finished_at, []).append(delay_of[enrichment.pk])
     assert_ledger_invariants(tenant.organization)
+    return sorted(sorted(wave) for wave in waves.values())
+
+
+def test_answers_within_the_wave_window_settle_together_and_a_later_one_on_its_own(
+    make_tenant, fast_providers, enrichment_queue, settings, monkeypatch
+):
+    settings.ENRICHMENT_WAVE_WINDOW = 0.3
+    # Three answers within the window of the first, and one well after it.
+    waves = _settled_waves(make_tenant, monkeypatch, (0, 0.05, 0.1, 0.8))
+
+    assert waves == [[0, 0.05, 0.1], [0.8]]
+
+
+@pytest.mark.parametrize(
+    ("wave_max", "expected_waves"),
+    [(2.0, [[0, 0.2, 0.4, 0.6]]), (0.3, [[0, 0.2], [0.4, 0.6]])],
+    ids=["while-answers-keep-coming", "never-past-its-maximum"],
+)
+def test_a_wave_takes_answers_for_as_long_as_each_window_brings_one(
+    make_tenant, fast_providers, enrichment_queue, settings, monkeypatch, wave_max, expected_waves
+):
+    # Each answer comes within the window of the one before; the last two come after the
+    # window of the first, which a wave of one window would have left to another settlement.
+    settings.ENRICHMENT_WAVE_WINDOW = 0.35
+    settings.ENRICHMENT_WAVE_MAX = wave_max
+
+    waves = _settled_waves(make_tenant, monkeypatch, (0, 0.2, 0.4, 0.6))
+
+    assert waves == expected_waves
 
 
 def test_cancel_racing_the_worker_either_cancels_uncharged_or_finishes_charged(
